@@ -1,0 +1,45 @@
+# Every target sets itself up: a virtual environment with the pinned dependencies of
+# requirements.lock, and the project installed into it in editable mode.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast demo lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: the whole system on the embedded broker and SQLite, fed by the demo world.
+run: install
+	$(BIN)/laborwatch run
+
+## make test: the whole suite (unit, integration on a real broker and database, end to end).
+test: install
+	$(BIN)/python -m pytest
+
+## make test-fast: unit tests only.
+test-fast: install
+	$(BIN)/python -m pytest tests/unit
+
+## make demo: regenerate the demo world shipped in demo/ (deterministic).
+demo: install
+	$(BIN)/laborwatch simulate demo --firms 40 --months 8 --seed 2024 --start 2024-09-01
+
+## make lock: re-pin requirements.lock from a fresh resolution of pyproject.toml.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	( echo '# Exact versions of everything `make` installs (runtime and test). Regenerate with `make lock`.'; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^laborwatch' ) > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) var .pytest_cache test-artifacts

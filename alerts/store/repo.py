@@ -1,0 +1,247 @@
+"""Reads and idempotent writes of the store.
+
+Writes that the stream makes are keyed on natural keys (enterprise and signal id; topic,
+partition and offset; alert id and revision), so that a redelivered batch changes nothing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Iterator, Sequence
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from alerts.store.db import Database
+from alerts.store.models import Alert, AlertChange, AlertQueue, DeadLetter, Enterprise, SignalRecord
+from models.calendar import CHINA_TZ
+from streams.validation import parse_timestamp
+
+ENTERPRISE_FIELDS = (
+    "enterprise_id", "name", "industry", "district", "street", "community", "grid", "headcount",
+    "registered_capital", "legal_representative", "address",
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _insert_ignore(session: Session, model, rows: list[dict]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, in the dialect at hand."""
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(model).on_conflict_do_nothing(), rows)
+
+
+# -- the registry -----------------------------------------------------------------------------
+def upsert_enterprises(db: Database, rows: Sequence[dict]) -> tuple[int, int]:
+    """Add or update registry rows; returns (added, updated)."""
+    added = updated = 0
+    now = _now()
+    with db.session() as session:
+        for chunk_start in range(0, len(rows), 500):
+            chunk = rows[chunk_start : chunk_start + 500]
+            ids = [r["enterprise_id"] for r in chunk]
+            existing = {e.enterprise_id: e for e in session.scalars(select(Enterprise).where(Enterprise.enterprise_id.in_(ids)))}
+            for row in chunk:
+                values = {k: row.get(k) for k in ENTERPRISE_FIELDS}
+                current = existing.get(row["enterprise_id"])
+                if current is None:
+                    enterprise = Enterprise(**values, created_at=now, updated_at=now)
+                    session.add(enterprise)
+                    existing[row["enterprise_id"]] = enterprise
+                    added += 1
+                elif any(getattr(current, k) != v for k, v in values.items()):
+                    for key, value in values.items():
+                        setattr(current, key, value)
+                    current.updated_at = now
+                    updated += 1
+    return added, updated
+
+
+def enterprise_row(e: Enterprise) -> dict:
+    return {k: getattr(e, k) for k in ENTERPRISE_FIELDS}
+
+
+class DbRegistry:
+    """The registry as the stream sees it: a cache, asked of the database on a miss.
+
+    A miss is looked up every time (no negative cache), so an enterprise imported while the
+    worker runs is known at its first signal; the whole cache is refreshed now and then so that
+    moves between streets reach the routing.
+    """
+
+    def __init__(self, db: Database, refresh_seconds: float = 60.0):
+        self.db = db
+        self.refresh_seconds = refresh_seconds
+        self._cache: dict[str, dict] = {}
+        self._loaded_at = 0.0
+
+    def _reload(self) -> None:
+        with self.db.session() as session:
+            self._cache = {e.enterprise_id: enterprise_row(e) for e in session.scalars(select(Enterprise))}
+        self._loaded_at = time.monotonic()
+
+    def get(self, enterprise_id: str) -> dict | None:
+        if time.monotonic() - self._loaded_at > self.refresh_seconds:
+            self._reload()
+        row = self._cache.get(enterprise_id)
+        if row is None:
+            with self.db.session() as session:
+                found = session.get(Enterprise, enterprise_id)
+                if found is not None:
+                    row = self._cache[enterprise_id] = enterprise_row(found)
+        return row
+
+
+# -- the ledger of accepted signals, and dead letters --------------------------------------------
+class DbSeenSignals:
+    """Where each signal id was first accepted, from the ledger."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def lookup(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int, int]]:
+        keys = list(keys)
+        found: dict[tuple[str, str], tuple[str, int, int]] = {}
+        with self.db.session() as session:
+            for start in range(0, len(keys), 400):
+                chunk = keys[start : start + 400]
+                rows = session.execute(
+                    select(SignalRecord.enterprise_id, SignalRecord.signal_id, SignalRecord.topic,
+                           SignalRecord.partition, SignalRecord.offset)
+                    .where(tuple_(SignalRecord.enterprise_id, SignalRecord.signal_id).in_(chunk))
+                )
+                for eid, sid, topic, partition, offset in rows:
+                    found[(eid, sid)] = (topic, partition, offset)
+        return found
+
+
+def record_batch(db: Database, accepted: Sequence, dead_letters: Sequence[dict]) -> None:
+    """Write a batch's accepted signals and dead letters in one transaction (idempotent)."""
+    signal_rows = [
+        {
+            "enterprise_id": a.signal["enterprise_id"],
+            "signal_id": a.signal["signal_id"],
+            "type": a.signal["type"],
+            "observed_at": a.observed,
+            "payload": a.signal,
+            "topic": a.envelope.topic,
+            "partition": a.envelope.partition,
+            "offset": a.envelope.offset,
+            "received_at": a.envelope.received_at,
+        }
+        for a in accepted
+    ]
+    dead_rows = [{**d, "received_at": parse_timestamp(d["received_at"])} for d in dead_letters]
+    with db.session() as session:
+        _insert_ignore(session, SignalRecord, signal_rows)
+        _insert_ignore(session, DeadLetter, dead_rows)
+
+
+# -- alerts -----------------------------------------------------------------------------------
+def apply_alert(db: Database, alert: dict, actor: str = "pipeline") -> bool:
+    """Store one routed alert revision; a revision already stored (or older) changes nothing."""
+    now = _now()
+    raised_at = parse_timestamp(alert["raised_at"])
+    with db.session() as session:
+        current = session.get(Alert, alert["alert_id"])
+        if current is not None and current.revision >= alert["revision"]:
+            _write_history(session, alert, raised_at, actor, now)  # no-op when already there
+            return False
+        values = dict(
+            enterprise_id=alert["enterprise_id"],
+            category=alert["category"],
+            level=alert["level"],
+            size_band=alert.get("size_band"),
+            score=alert["score"],
+            queue=alert["queue"],
+            reasons=alert["reasons"],
+            raised_at=raised_at,
+            triggered_by=alert["triggered_by"],
+            model_version=alert["model_version"],
+            revision=alert["revision"],
+            updated_at=now,
+        )
+        if current is None:
+            session.add(Alert(alert_id=alert["alert_id"], status=alert["status"],
+                              opened_at=parse_timestamp(alert["opened_at"]), **values))
+            session.flush()
+        else:
+            for key, value in values.items():
+                setattr(current, key, value)
+        _insert_ignore(
+            session,
+            AlertQueue,
+            [{"alert_id": alert["alert_id"], "queue": q["queue"], "receiver": q["receiver"]} for q in alert["queues"]],
+        )
+        _write_history(session, alert, raised_at, actor, now)
+    return True
+
+
+def _write_history(session: Session, alert: dict, raised_at: datetime, actor: str, now: datetime) -> None:
+    _insert_ignore(
+        session,
+        AlertChange,
+        [{
+            "alert_id": alert["alert_id"], "revision": alert["revision"], "change": alert["change"],
+            "level": alert["level"], "size_band": alert.get("size_band"), "score": alert["score"],
+            "reasons": alert["reasons"], "raised_at": raised_at, "triggered_by": alert["triggered_by"],
+            "model_version": alert["model_version"], "status": alert["status"], "actor": actor,
+            "note": None, "recorded_at": now,
+        }],
+    )
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(CHINA_TZ).isoformat()
+
+
+def alert_to_contract(a: Alert) -> dict:
+    out = {
+        "alert_id": a.alert_id, "enterprise_id": a.enterprise_id, "category": a.category,
+        "level": a.level, "score": a.score, "queue": a.queue, "reasons": a.reasons,
+        "raised_at": _iso(a.raised_at), "triggered_by": a.triggered_by,
+        "model_version": a.model_version, "status": a.status,
+    }
+    if a.size_band is not None:
+        out["size_band"] = a.size_band
+    return out
+
+
+def export_alerts(db: Database) -> Iterator[dict]:
+    with db.session() as session:
+        for alert in session.scalars(select(Alert).order_by(Alert.raised_at, Alert.alert_id)):
+            yield alert_to_contract(alert)
+
+
+def export_dead_letters(db: Database) -> Iterator[dict]:
+    with db.session() as session:
+        query = select(DeadLetter).order_by(DeadLetter.topic, DeadLetter.partition, DeadLetter.offset)
+        for d in session.scalars(query):
+            yield {
+                "reason": d.reason, "detail": d.detail, "payload": d.payload, "signal_id": d.signal_id,
+                "received_at": _iso(d.received_at), "topic": d.topic, "partition": d.partition,
+                "offset": d.offset,
+            }
+
+
+@dataclass(frozen=True)
+class Counts:
+    accepted: int
+    rejected: int
+    alerts: int
+    alerts_by_level: dict[str, int]
+
+
+def counts(db: Database) -> Counts:
+    with db.session() as session:
+        accepted = session.scalar(select(func.count()).select_from(SignalRecord)) or 0
+        rejected = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
+        by_level = dict(session.execute(select(Alert.level, func.count()).group_by(Alert.level)).all())
+    return Counts(accepted, rejected, sum(by_level.values()), by_level)

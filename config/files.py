@@ -1,0 +1,283 @@
+"""The YAML files of ``config/``: their shapes, and a loader whose errors name file, key and fault.
+
+Each file carries ``config_version``; a file written for another version is refused rather than
+half-understood.
+"""
+from __future__ import annotations
+
+import re
+import string
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+LEVELS = ("blue", "yellow", "orange", "red")
+ROUTING_LABELS = ("category", "level", "district", "street", "community", "grid", "industry")
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or invalid; the message is one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+# --- levels.yaml -----------------------------------------------------------------------------
+class Thresholds(_Strict):
+    blue: Probability
+    yellow: Probability
+    orange: Probability
+    red: Probability
+
+    @model_validator(mode="after")
+    def _ascending(self) -> "Thresholds":
+        values = [self.blue, self.yellow, self.orange, self.red]
+        if values != sorted(values) or len(set(values)) != 4:
+            raise ValueError("must rise strictly from blue to yellow to orange to red")
+        return self
+
+
+class CollectiveIncident(_Strict):
+    min_workers: int = Field(ge=1)
+    level: Literal["blue", "yellow", "orange", "red"]
+
+
+class LevelsConfig(_Strict):
+    config_version: Literal[1]
+    thresholds: Thresholds
+    collective_incident: CollectiveIncident
+
+    def level_for(self, score: float) -> str | None:
+        """The highest level whose threshold the score reaches, or None below blue."""
+        for level in reversed(LEVELS):
+            if score >= getattr(self.thresholds, level):
+                return level
+        return None
+
+
+# --- rules.yaml ------------------------------------------------------------------------------
+class Rule(_Strict):
+    code: str = Field(pattern=r"^[a-z0-9_]+$")
+    feature: str
+    above: float | None = None
+    below: float | None = None
+    weight: Probability
+    unless: list[str] = Field(default_factory=list)
+    text: str
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> "Rule":
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of 'above' or 'below'")
+        try:
+            self.render(1.0)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"text: bad placeholder ({exc}); use {{value}}, {{pct}}, {{drop}} or {{neg}}"
+            ) from None
+        return self
+
+    def render(self, value: float) -> str:
+        """The reason in words: ``pct`` is the value in percent, ``drop`` how far a ratio fell
+        below 1 in percent, ``neg`` a negative change in percent."""
+        return self.text.format(
+            value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100
+        )
+
+    def fires(self, value: float) -> bool:
+        if self.above is not None:
+            return value >= self.above
+        return value <= self.below  # type: ignore[operator]
+
+
+class RulesConfig(_Strict):
+    config_version: Literal[1]
+    model_version: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    rules: list[Rule] = Field(min_length=1)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_codes(cls, rules: list[Rule]) -> list[Rule]:
+        codes = [r.code for r in rules]
+        dupes = sorted({c for c in codes if codes.count(c) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule codes: {', '.join(dupes)}")
+        return rules
+
+
+# --- routing.yaml ----------------------------------------------------------------------------
+_MATCHER = re.compile(r"^\s*([a-z_]+)\s*(=~|!~|!=|=)\s*\"?([^\"]*?)\"?\s*$")
+
+
+class Matcher(_Strict):
+    label: str
+    op: Literal["=", "!=", "=~", "!~"]
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Matcher":
+        match = _MATCHER.match(text)
+        if not match:
+            raise ValueError(f"matcher {text!r} is not of the form label=value, label!=value, label=~regex")
+        label, op, value = match.groups()
+        if label not in ROUTING_LABELS:
+            raise ValueError(f"matcher {text!r}: unknown label {label!r} (known: {', '.join(ROUTING_LABELS)})")
+        if op in ("=~", "!~"):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"matcher {text!r}: bad regex ({exc})") from None
+        return cls(label=label, op=op, value=value)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        actual = labels.get(self.label, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        hit = re.fullmatch(self.value, actual) is not None
+        return hit if self.op == "=~" else not hit
+
+
+class Receiver(_Strict):
+    queue: str
+
+    @field_validator("queue")
+    @classmethod
+    def _template(cls, queue: str) -> str:
+        kind, _, rest = queue.partition(":")
+        if kind not in ("street", "district", "grid") or not rest:
+            raise ValueError(f"{queue!r} must start with street:, district: or grid:")
+        fields = [f for _, f, _, _ in string.Formatter().parse(rest) if f is not None]
+        unknown = [f for f in fields if f not in ROUTING_LABELS]
+        if unknown:
+            raise ValueError(f"{queue!r} uses unknown label {unknown[0]!r}")
+        return queue
+
+
+class Route(_Strict):
+    name: str = ""
+    matchers: list[str] = Field(default_factory=list)
+    receivers: list[str] = Field(min_length=1)
+    # Alertmanager semantics: the first matching route wins unless it says continue.
+    continue_: bool = Field(False, alias="continue")
+
+    @field_validator("matchers")
+    @classmethod
+    def _parse(cls, matchers: list[str]) -> list[str]:
+        for text in matchers:
+            Matcher.parse(text)
+        return matchers
+
+    @cached_property
+    def parsed(self) -> tuple[Matcher, ...]:
+        return tuple(Matcher.parse(m) for m in self.matchers)
+
+
+class RouteTree(_Strict):
+    receivers: list[str] = Field(min_length=1)
+    routes: list[Route] = Field(default_factory=list)
+
+
+class RoutingConfig(_Strict):
+    config_version: Literal[1]
+    receivers: dict[str, Receiver] = Field(min_length=1)
+    route: RouteTree
+
+    @field_validator("receivers")
+    @classmethod
+    def _names(cls, receivers: dict[str, Receiver]) -> dict[str, Receiver]:
+        for name in receivers:
+            if not re.fullmatch(r"[a-z0-9-]+", name):
+                raise ValueError(f"receiver name {name!r} must use a-z, 0-9 and '-' (it names a topic)")
+        return receivers
+
+    @model_validator(mode="after")
+    def _known_receivers(self) -> "RoutingConfig":
+        used = list(self.route.receivers) + [r for route in self.route.routes for r in route.receivers]
+        unknown = [r for r in used if r not in self.receivers]
+        if unknown:
+            raise ValueError(f"route names receiver {unknown[0]!r}, which is not under receivers")
+        return self
+
+
+# --- pipeline.yaml ---------------------------------------------------------------------------
+class StateConfig(_Strict):
+    retention_days: int = Field(ge=30, le=3650)
+    utility_window_days: int = Field(ge=28, le=730)
+    wage_periods_kept: int = Field(ge=3, le=60)
+    inspection_window_days: int = Field(ge=30, le=3650)
+
+
+class PipelineConfig(_Strict):
+    config_version: Literal[1]
+    state: StateConfig
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> "PipelineConfig":
+        if self.state.utility_window_days > self.state.retention_days:
+            raise ValueError("state.utility_window_days cannot exceed state.retention_days")
+        return self
+
+
+# --- loading ---------------------------------------------------------------------------------
+def _location(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if p not in ("__root__",)) or "(top level)"
+
+
+def load_yaml(path: Path, model: type[BaseModel]) -> BaseModel:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys to values")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        message = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {_location(err['loc'])}: {message}{shown}") from None
+
+
+class Configs(BaseModel):
+    """Every YAML file of the config folder, validated together at start-up."""
+
+    model_config = ConfigDict(frozen=True)
+    levels: LevelsConfig
+    rules: RulesConfig
+    routing: RoutingConfig
+    pipeline: PipelineConfig
+
+
+def load_configs(config_dir: Path) -> Configs:
+    from models.features import FEATURE_NAMES  # the rule file may only name real features
+
+    configs = Configs(
+        levels=load_yaml(config_dir / "levels.yaml", LevelsConfig),
+        rules=load_yaml(config_dir / "rules.yaml", RulesConfig),
+        routing=load_yaml(config_dir / "routing.yaml", RoutingConfig),
+        pipeline=load_yaml(config_dir / "pipeline.yaml", PipelineConfig),
+    )
+    for i, rule in enumerate(configs.rules.rules):
+        for name in [rule.feature, *rule.unless]:
+            if name not in FEATURE_NAMES:
+                raise ConfigError(
+                    f"{config_dir / 'rules.yaml'}: rules.{i}.feature: unknown feature {name!r}"
+                )
+    return configs

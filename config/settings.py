@@ -1,0 +1,55 @@
+"""Process-wide settings: environment variables with the ``LABORWATCH_`` prefix.
+
+Created once at the edge (the CLI) and passed down; nothing below reads the environment.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CONFIG_DIR = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LABORWATCH_", extra="ignore")
+
+    home: Path = Field(Path("var"), description="State directory owned by `laborwatch run`.")
+    broker: str | None = Field(
+        None, description="kafka://host:port of an external Kafka; unset starts the embedded broker."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; unset means an SQLite file under LABORWATCH_HOME."
+    )
+    config_dir: Path = Field(CONFIG_DIR, description="Folder holding the YAML files.")
+    app_id: str = Field("laborwatch", description="Faust application id (consumer group).")
+    topic_prefix: str = Field("laborwatch", description="Prefix of every topic name.")
+    partitions: int = Field(4, ge=1, le=256, description="Partitions of every topic.")
+    web_port: int = Field(8000, ge=0, le=65535)
+    metrics_port: int = Field(9100, ge=0, le=65535)
+    batch_size: int = Field(500, ge=1, description="Signals scored together (stream.take).")
+    batch_within: float = Field(0.2, gt=0, description="Seconds to wait for a batch to fill.")
+    log_level: str = Field("info")
+
+    @field_validator("broker")
+    @classmethod
+    def _kafka_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith("kafka://") or ":" not in value.removeprefix("kafka://"):
+            raise ValueError("must look like kafka://host:port")
+        return value
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_home / 'laborwatch.db'}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"

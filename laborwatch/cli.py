@@ -1,0 +1,207 @@
+"""The `laborwatch` command (see the contract's CLI.md for the fixed part of it)."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from pydantic import ValidationError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="LaborWatch: early warning of labour disputes.")
+enterprises_app = typer.Typer(no_args_is_help=True, help="The enterprise registry (一企一档).")
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts in the store.")
+dlq_app = typer.Typer(no_args_is_help=True, help="Rejected inputs (dead letters).")
+app.add_typer(enterprises_app, name="enterprises")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(dlq_app, name="dlq")
+
+
+class CliError(Exception):
+    """An expected failure: printed as one line on stderr, exit status 1."""
+
+
+def _settings():
+    from config.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "LABORWATCH_" + str(err["loc"][0]).upper() if err["loc"] else "LABORWATCH_*"
+        raise CliError(f"{name}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def _configs(settings):
+    from config.files import load_configs
+
+    return load_configs(settings.config_dir)
+
+
+def _database(settings):
+    from alerts.store.db import Database
+
+    return Database(settings.resolved_database_url)
+
+
+def _readable(path: Path) -> Path:
+    if not path.exists():
+        raise CliError(f"{path}: no such file")
+    if not path.is_file():
+        raise CliError(f"{path}: not a file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read ({exc.strerror})") from None
+    return path
+
+
+def _bootstrap(settings) -> str:
+    from streams.broker import discover_broker
+
+    if settings.broker:
+        return settings.broker.removeprefix("kafka://")
+    found = discover_broker(settings.resolved_home)
+    if found is None:
+        raise CliError(
+            f"no running `laborwatch run` found in {settings.resolved_home} "
+            "(start one, point LABORWATCH_HOME at its state directory, or set LABORWATCH_BROKER)"
+        )
+    return found
+
+
+@app.command()
+def run(
+    simulate: bool = typer.Option(True, "--simulate/--no-simulate", help="Feed the shipped demo world (default) or wait for real signals."),
+) -> None:
+    """Run the pipeline: embedded broker (unless LABORWATCH_BROKER), store, stream worker."""
+    from laborwatch.runner import run as run_pipeline
+
+    run_pipeline(_settings(), simulate=simulate, echo=lambda line: typer.echo(line))
+
+
+@app.command()
+def ingest(path: Path = typer.Argument(..., help="JSONL file of signals (signal.schema.json).")) -> None:
+    """Publish a JSONL file of signals to the signal topic, line by line, in file order."""
+    from streams.broker import ensure_topics
+    from streams.ingest import publish_file
+
+    settings = _settings()
+    _readable(path)
+    bootstrap = _bootstrap(settings)
+    topic = settings.topic("signals")
+    ensure_topics(bootstrap, {topic: settings.partitions})
+    count = publish_file(bootstrap, topic, path)
+    typer.echo(f"published {count} signals to {topic}")
+
+
+@enterprises_app.command("import")
+def enterprises_import(path: Path = typer.Argument(..., help="CSV or JSONL file (enterprise.schema.json).")) -> None:
+    """Load the registry; print how many were added, updated and rejected."""
+    from alerts.registry import read_enterprises
+    from alerts.store.repo import upsert_enterprises
+
+    settings = _settings()
+    try:
+        rows, rejected = read_enterprises(_readable(path))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: {exc}") from None
+    added, updated = upsert_enterprises(_database(settings), rows)
+    for row in rejected:
+        typer.echo(f"{path}:{row.line}: rejected: {row.reason}", err=True)
+    typer.echo(f"added {added}, updated {updated}, rejected {len(rejected)}")
+
+
+@alerts_app.command("export")
+def alerts_export() -> None:
+    """Print the current alerts, one JSON object per line (alert.schema.json)."""
+    from alerts.store.repo import export_alerts
+
+    for alert in export_alerts(_database(_settings())):
+        sys.stdout.write(json.dumps(alert, ensure_ascii=False) + "\n")
+
+
+@dlq_app.command("export")
+def dlq_export() -> None:
+    """Print the rejected inputs, one JSON object per line (dead_letter.schema.json)."""
+    from alerts.store.repo import export_dead_letters
+
+    for letter in export_dead_letters(_database(_settings())):
+        sys.stdout.write(json.dumps(letter, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def backtest(
+    enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
+    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the alert lines (JSONL)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model version to score with (default: the rules)."),
+) -> None:
+    """Run the live pipeline's code over files, with no broker; one line per alert raised or escalated."""
+    from models.scoring import RulesScorer
+    from streams.backtest import run_backtest
+
+    settings = _settings()
+    configs = _configs(settings)
+    _readable(enterprises)
+    _readable(signals)
+    if model not in (None, configs.rules.model_version):
+        raise CliError(f"model {model!r} is not known (available: {configs.rules.model_version})")
+    try:
+        handle = out.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"{out}: cannot write ({exc.strerror})") from None
+    with handle:
+        result = run_backtest(configs, enterprises, signals, handle, scorer=RulesScorer(configs.rules))
+    rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(result.rejected.items())) or "none"
+    typer.echo(f"{result.lines} lines: accepted {result.accepted}, rejected {sum(result.rejected.values())} ({rejected}); "
+               f"{result.alerts} alert lines written to {out}")
+
+
+@app.command()
+def simulate(
+    outdir: Path = typer.Argument(..., help="Folder to write enterprises.csv, signals.jsonl, disputes.jsonl."),
+    firms: int = typer.Option(120, min=1, help="Number of enterprises."),
+    months: int = typer.Option(14, min=1, help="Months of signals."),
+    seed: int = typer.Option(7, help="Random seed (same seed, same files)."),
+    start: str = typer.Option("2024-07-01", help="First day, YYYY-MM-DD."),
+) -> None:
+    """Write a simulated world in the contract's formats."""
+    from models.simulate import simulate_world
+
+    try:
+        first_day = date.fromisoformat(start)
+    except ValueError:
+        raise CliError(f"--start: {start!r} is not a date of the form YYYY-MM-DD") from None
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"{outdir}: cannot create ({exc.strerror})") from None
+    summary = simulate_world(outdir, firms=firms, months=months, seed=seed, start=first_day)
+    typer.echo(f"wrote {summary.firms} enterprises, {summary.signals} signals, {summary.disputes} disputes to {outdir}")
+
+
+def main() -> None:
+    from alerts.store.db import StoreError
+    from config.files import ConfigError
+    from laborwatch.runner import RunError
+    from streams.broker import BrokerError
+
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (CliError, ConfigError, StoreError, BrokerError, RunError) as exc:
+        typer.echo(f"laborwatch: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

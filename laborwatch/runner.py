@@ -1,0 +1,112 @@
+"""`laborwatch run`: the embedded broker (unless an external one is named), the store, the
+stream worker, and the demo feed, with their lifecycles tied together."""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from alerts.registry import read_enterprises
+from alerts.store import repo
+from alerts.store.db import Database
+from config.files import load_configs
+from config.settings import Settings
+from streams.broker import EmbeddedBroker, ensure_topics
+from streams.ingest import key_of, split_lines
+
+log = logging.getLogger("laborwatch")
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
+
+
+class RunError(RuntimeError):
+    """`run` cannot start; the message is one line."""
+
+
+def _lock_home(home: Path, stack: ExitStack) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    handle = open(home / "run.lock", "w")
+    stack.callback(handle.close)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunError(f"another `laborwatch run` owns {home} (set LABORWATCH_HOME to run a second one)") from None
+
+
+def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> None:
+    import faust  # noqa: F401  (imported late: the other commands start faster without it)
+
+    from streams.app import Runtime, add_console_summary, build_app, topic_names
+
+    configs = load_configs(settings.config_dir)
+    home = settings.resolved_home
+    with ExitStack() as stack:
+        _lock_home(home, stack)
+        db = Database(settings.resolved_database_url)
+        stack.callback(db.dispose)
+        runtime = Runtime.create(settings, configs, db)
+        if settings.broker:
+            broker_url, embedded = settings.broker, False
+        else:
+            broker = EmbeddedBroker(home).start()
+            stack.callback(broker.stop)
+            broker_url, embedded = broker.url, True
+        bootstrap = broker_url.removeprefix("kafka://")
+        ensure_topics(bootstrap, topic_names(settings, runtime.router))
+        state = {
+            "pid": os.getpid(),
+            "broker": broker_url,
+            "embedded_broker": embedded,
+            "database": db.engine.url.render_as_string(hide_password=True),
+            "started_at": datetime.now(timezone.utc).isoformat(),
+        }
+        run_json = home / "run.json"
+        run_json.write_text(json.dumps(state, indent=2))
+        stack.callback(run_json.unlink, missing_ok=True)
+
+        app = build_app(runtime, broker_url, embedded_broker=embedded)
+        add_console_summary(app, runtime, every=2.0, echo=echo)
+        if simulate:
+            _add_demo_feed(app, runtime, echo)
+        echo(f"laborwatch: broker {bootstrap}{' (embedded)' if embedded else ''}, "
+             f"store {state['database']}, home {home}")
+        echo("laborwatch: running; Ctrl-C stops it")
+        _run_worker(app, settings)
+
+
+def _run_worker(app, settings: Settings) -> None:
+    import faust
+
+    # Faust's own INFO log is a firehose; ours goes through `echo`. Its stdout redirection would
+    # wrap our console lines in log records, so it is off.
+    worker = faust.Worker(
+        app,
+        loglevel="WARNING" if settings.log_level == "info" else settings.log_level.upper(),
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise RunError(f"the stream worker stopped with exit code {exc.code}") from None
+
+
+def _add_demo_feed(app, runtime, echo: Callable[[str], None]) -> None:
+    """Load the demo world shipped in ``demo/`` and feed its signals into the running pipeline."""
+    enterprises, rejected = read_enterprises(DEMO_DIR / "enterprises.csv")
+    added, updated = repo.upsert_enterprises(runtime.db, enterprises)
+    echo(f"demo: registry of {len(enterprises)} enterprises ({added} added, {updated} updated)")
+    signals_topic = app.laborwatch["signals"]
+    lines = split_lines((DEMO_DIR / "signals.jsonl").read_bytes())
+
+    @app.task
+    async def feed_demo() -> None:
+        for line in lines:
+            await signals_topic.send(key=key_of(line), value=line)
+        echo(f"demo: {len(lines)} signals published")

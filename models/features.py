@@ -1,0 +1,159 @@
+"""Features: pure functions of an ``EnterpriseState`` at an as-of day.
+
+Names follow ``{signal}_{stat}_{window}``. Every feature is a finite float with a neutral value
+when its inputs are missing, so that the same vector feeds the rules, a linear model and trees.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from models.calendar import CHINA_TZ, days_to_next_festival, in_shutdown
+from models.state import COMPLAINT_KINDS, EnterpriseState
+
+# The statutory pay day may slip this many days (Shenzhen wage payment regulation, art. 12).
+GRACE_DAYS = 5
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "electricity_ratio_7d_56d",
+    "electricity_ratio_28d_56d",
+    "electricity_days_since_reading",
+    "electricity_metered",
+    "water_ratio_7d_56d",
+    "water_ratio_28d_56d",
+    "water_days_since_reading",
+    "water_metered",
+    "wage_days_overdue_max",
+    "wage_arrears_months",
+    "wage_unpaid_share_last",
+    "wage_arrears_per_worker",
+    "wage_days_late_max_180d",
+    "wage_late_count_180d",
+    "wage_days_since_record",
+    "headcount_change_3m",
+    "social_insurance_unpaid_share_last",
+    "complaints_count_90d",
+    "complaints_workers_max_90d",
+    "findings_wage_arrears_180d",
+    "findings_social_insurance_180d",
+    "findings_owner_absent_90d",
+    "findings_equipment_removal_90d",
+    "calendar_shutdown",
+    "calendar_days_to_festival",
+)
+
+# Cap "days since" figures so that one enterprise silent for years does not dominate a scale.
+_DAYS_CAP = 120.0
+
+
+def _window_mean(days: dict[int, dict[str, float]], first: int, last: int) -> tuple[float, int]:
+    """Mean daily total over [first, last], skipping shutdown days and days with no reading."""
+    total, count = 0.0, 0
+    for day in range(first, last + 1):
+        meters = days.get(day)
+        if meters is None or in_shutdown(day):
+            continue
+        total += sum(meters.values())
+        count += 1
+    return (total / count if count else 0.0), count
+
+
+def _ratio(days: dict[int, dict[str, float]], recent: int, as_of: int) -> float:
+    """Recent mean over the baseline of the 56 days before it; 1.0 (no change) when unknown."""
+    recent_mean, n_recent = _window_mean(days, as_of - recent, as_of - 1)
+    base_mean, n_base = _window_mean(days, as_of - recent - 56, as_of - recent - 1)
+    if n_recent < min(3, recent) or n_base < 14 or base_mean <= 0:
+        return 1.0
+    return min(recent_mean / base_mean, 5.0)
+
+
+def _utility(state: EnterpriseState, utility: str, as_of: int, out: dict[str, float]) -> None:
+    days = state.utility[utility]
+    metered = bool(state.meters[utility])
+    out[f"{utility}_ratio_7d_56d"] = _ratio(days, 7, as_of)
+    out[f"{utility}_ratio_28d_56d"] = _ratio(days, 28, as_of)
+    last = max(days) if days else None
+    silent = 0.0 if last is None else float(max(0, as_of - 1 - last))
+    out[f"{utility}_days_since_reading"] = min(silent, _DAYS_CAP) if metered else 0.0
+    out[f"{utility}_metered"] = 1.0 if metered else 0.0
+
+
+def _wages(state: EnterpriseState, as_of: int, out: dict[str, float]) -> None:
+    periods = [state.wages[p] for p in sorted(state.wages)]
+    overdue = [w for w in periods if w.due_day < as_of]
+    unpaid = [w for w in overdue if w.paid_day is None or w.paid < w.due - 0.5]
+    out["wage_days_overdue_max"] = float(max((as_of - w.due_day for w in unpaid), default=0))
+    out["wage_arrears_months"] = float(len(unpaid))
+    last = overdue[-1] if overdue else None
+    out["wage_unpaid_share_last"] = (
+        max(0.0, 1.0 - last.paid / last.due) if last is not None and last.due > 0 else 0.0
+    )
+    arrears = sum(max(0.0, w.due - w.paid) for w in unpaid)
+    headcount = periods[-1].headcount if periods else 0
+    out["wage_arrears_per_worker"] = arrears / headcount if headcount else 0.0
+    recent = [w for w in overdue if as_of - w.due_day <= 180]
+    lateness = [
+        (w.paid_day if w.paid_day is not None and w.paid >= w.due - 0.5 else as_of) - w.due_day
+        for w in recent
+    ]
+    out["wage_days_late_max_180d"] = float(max([0, *lateness]))
+    out["wage_late_count_180d"] = float(sum(1 for days in lateness if days > GRACE_DAYS))
+    if periods:
+        newest = max(w.observed_ts for w in periods)
+        newest_day = datetime.fromtimestamp(newest, CHINA_TZ).date().toordinal()
+        out["wage_days_since_record"] = min(float(max(0, as_of - newest_day)), _DAYS_CAP)
+    else:
+        out["wage_days_since_record"] = 0.0
+    if len(periods) >= 4 and periods[-4].headcount > 0:
+        out["headcount_change_3m"] = periods[-1].headcount / periods[-4].headcount - 1.0
+    else:
+        out["headcount_change_3m"] = 0.0
+    si = [w for w in overdue if w.si_due]
+    out["social_insurance_unpaid_share_last"] = (
+        max(0.0, 1.0 - (si[-1].si_paid or 0.0) / si[-1].si_due) if si else 0.0
+    )
+
+
+def _inspections(state: EnterpriseState, as_of: int, out: dict[str, float]) -> None:
+    complaints = wage = social = absent = removal = 0
+    workers_max = 0
+    for item in state.inspections:
+        age = as_of - item.day
+        if age < 0:
+            continue  # reported after the as-of day: not known yet
+        if age <= 90:
+            if item.kind in COMPLAINT_KINDS:
+                complaints += 1
+                workers_max = max(workers_max, item.workers)
+            absent += "owner_absent" in item.findings
+            removal += "equipment_removal" in item.findings
+        if age <= 180:
+            wage += "wage_arrears" in item.findings or "late_wages" in item.findings
+            social += "social_insurance_arrears" in item.findings
+    out["complaints_count_90d"] = float(complaints)
+    out["complaints_workers_max_90d"] = float(workers_max)
+    out["findings_wage_arrears_180d"] = float(wage)
+    out["findings_social_insurance_180d"] = float(social)
+    out["findings_owner_absent_90d"] = float(absent)
+    out["findings_equipment_removal_90d"] = float(removal)
+
+
+def features(state: EnterpriseState, as_of_day: int | None = None) -> dict[str, float]:
+    """The feature vector of ``state`` on ``as_of_day`` (a date ordinal; default its clock day)."""
+    as_of = as_of_day if as_of_day is not None else state.clock_day
+    if as_of is None:
+        raise ValueError(f"{state.enterprise_id}: no signal yet, no as-of day")
+    out: dict[str, float] = {}
+    _utility(state, "electricity", as_of, out)
+    _utility(state, "water", as_of, out)
+    _wages(state, as_of, out)
+    _inspections(state, as_of, out)
+    out["calendar_shutdown"] = 1.0 if in_shutdown(as_of) else 0.0
+    out["calendar_days_to_festival"] = float(
+        min(days_to_next_festival(date.fromordinal(as_of)), 366)
+    )
+    return out
+
+
+def vector(feats: dict[str, float]) -> list[float]:
+    """The features in ``FEATURE_NAMES`` order (the column order every model is trained on)."""
+    return [feats[name] for name in FEATURE_NAMES]

@@ -1,0 +1,182 @@
+"""Per-enterprise state: what the stream, the backtest and training remember of one enterprise.
+
+A plain, JSON-serialisable class with ``update(signal)`` and a pure read-out (``models.features``),
+so that the Faust table, the file-based backtest and the point-in-time training snapshots run the
+very same code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from models.calendar import CHINA_TZ
+
+COMPLAINT_KINDS = frozenset({"complaint", "petition", "hotline", "arbitration"})
+
+
+def local_day(ts: datetime) -> int:
+    """The China-time calendar day of an aware timestamp, as a date ordinal."""
+    return ts.astimezone(CHINA_TZ).date().toordinal()
+
+
+def _day(iso: str) -> int:
+    return date.fromisoformat(iso).toordinal()
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How far back the state reaches (from ``config/pipeline.yaml``)."""
+
+    retention_days: int = 365
+    utility_window_days: int = 120
+    wage_periods_kept: int = 13
+    inspection_window_days: int = 365
+
+
+@dataclass
+class WagePeriod:
+    period: str
+    headcount: int
+    due: float
+    paid: float
+    due_day: int
+    paid_day: int | None
+    si_due: float | None
+    si_paid: float | None
+    observed_ts: float
+
+
+@dataclass
+class Inspection:
+    day: int
+    kind: str
+    workers: int
+    findings: tuple[str, ...]
+    arrears: float | None
+
+
+@dataclass
+class EnterpriseState:
+    enterprise_id: str
+    clock_ts: float | None = None  # newest observed_at seen (epoch seconds): the enterprise's clock
+    # utility -> day ordinal -> meter id -> consumption (a re-read of the same meter-day replaces it)
+    utility: dict[str, dict[int, dict[str, float]]] = field(
+        default_factory=lambda: {"electricity": {}, "water": {}}
+    )
+    meters: dict[str, list[str]] = field(default_factory=lambda: {"electricity": [], "water": []})
+    wages: dict[str, WagePeriod] = field(default_factory=dict)
+    inspections: list[Inspection] = field(default_factory=list)
+    signals_applied: int = 0
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def clock_day(self) -> int | None:
+        if self.clock_ts is None:
+            return None
+        return local_day(datetime.fromtimestamp(self.clock_ts, CHINA_TZ))
+
+    def is_stale(self, observed: datetime, retention: Retention) -> bool:
+        """Older than the retention window, measured back from this enterprise's newest signal."""
+        if self.clock_ts is None:
+            return False
+        return self.clock_ts - observed.timestamp() > retention.retention_days * 86400
+
+    # -- writing ------------------------------------------------------------------------------
+    def update(self, signal: dict, observed: datetime, retention: Retention) -> None:
+        """Apply one validated, accepted signal (``observed`` is its parsed ``observed_at``)."""
+        ts = observed.timestamp()
+        kind = signal["type"]
+        if kind == "utility":
+            self._update_utility(signal)
+        elif kind == "wage":
+            self._update_wage(signal, ts)
+        else:
+            self._update_inspection(signal, observed)
+        if self.clock_ts is None or ts > self.clock_ts:
+            self.clock_ts = ts
+        self.signals_applied += 1
+        self._prune(retention)
+
+    def _update_utility(self, s: dict) -> None:
+        utility, meter = s["utility"], s["meter_id"]
+        self.utility[utility].setdefault(_day(s["reading_date"]), {})[meter] = float(s["consumption"])
+        known = self.meters[utility]
+        if meter not in known:
+            known.append(meter)
+
+    def _update_wage(self, s: dict, ts: float) -> None:
+        current = self.wages.get(s["period"])
+        if current is not None and current.observed_ts > ts:
+            return  # a later record for this period already superseded this one
+        paid_date = s.get("paid_date")
+        self.wages[s["period"]] = WagePeriod(
+            period=s["period"],
+            headcount=int(s["headcount"]),
+            due=float(s["wages_due"]),
+            paid=float(s["wages_paid"]),
+            due_day=_day(s["due_date"]),
+            paid_day=_day(paid_date) if paid_date else None,
+            si_due=s.get("social_insurance_due"),
+            si_paid=s.get("social_insurance_paid"),
+            observed_ts=ts,
+        )
+
+    def _update_inspection(self, s: dict, observed: datetime) -> None:
+        self.inspections.append(
+            Inspection(
+                day=local_day(observed),
+                kind=s["kind"],
+                workers=int(s["workers_involved"]),
+                findings=tuple(s["findings"]),
+                arrears=s.get("arrears_amount"),
+            )
+        )
+
+    def _prune(self, retention: Retention) -> None:
+        today = self.clock_day
+        if today is None:
+            return
+        oldest_reading = today - retention.utility_window_days
+        for days in self.utility.values():
+            for day in [d for d in days if d < oldest_reading]:
+                del days[day]
+        if len(self.wages) > retention.wage_periods_kept:
+            for period in sorted(self.wages)[: len(self.wages) - retention.wage_periods_kept]:
+                del self.wages[period]
+        oldest_finding = today - retention.inspection_window_days
+        if self.inspections and self.inspections[0].day < oldest_finding:
+            self.inspections = [i for i in self.inspections if i.day >= oldest_finding]
+
+    # -- serialisation (Faust table values are JSON) ---------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "enterprise_id": self.enterprise_id,
+            "clock_ts": self.clock_ts,
+            "utility": {
+                u: {str(d): meters for d, meters in days.items()} for u, days in self.utility.items()
+            },
+            "meters": self.meters,
+            "wages": {p: list(vars(w).values()) for p, w in self.wages.items()},
+            "inspections": [
+                [i.day, i.kind, i.workers, list(i.findings), i.arrears] for i in self.inspections
+            ],
+            "signals_applied": self.signals_applied,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EnterpriseState":
+        return cls(
+            enterprise_id=data["enterprise_id"],
+            clock_ts=data["clock_ts"],
+            utility={
+                u: {int(d): dict(meters) for d, meters in days.items()}
+                for u, days in data["utility"].items()
+            },
+            meters={u: list(m) for u, m in data["meters"].items()},
+            wages={p: WagePeriod(*values) for p, values in data["wages"].items()},
+            inspections=[
+                Inspection(day, kind, workers, tuple(findings), arrears)
+                for day, kind, workers, findings, arrears in data["inspections"]
+            ],
+            signals_applied=data["signals_applied"],
+        )

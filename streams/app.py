@@ -1,0 +1,186 @@
+"""The Faust application: topics, the enterprise table, and the agents.
+
+Agents are thin: decode, look up state, call ``streams.pipeline`` (pure code), forward. Side
+effects happen only at the edges: topic sends and the store.
+
+Flow:  signals ─► process ─► dead letters (topic + store)
+                     │
+                     └─► alerts ─► route ─► queue.<receiver> topics ─► store_alerts ─► store
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+import faust
+from faust.types import EventT, StreamT
+
+from alerts.routing import Router
+from alerts.store import repo
+from alerts.store.db import Database
+from config.files import Configs
+from config.settings import Settings
+from models.scoring import RulesScorer, Scorer
+from streams.pipeline import EnterpriseRecord, Envelope, Outcome, Pipeline
+
+log = logging.getLogger("laborwatch.stream")
+
+
+def topic_names(settings: Settings, router: Router) -> dict[str, int]:
+    """Every topic the application uses, with its partition count (all keyed by enterprise id)."""
+    names = ["signals", "deadletter", "alerts"] + [f"queue.{r}" for r in router.receivers]
+    return {settings.topic(name): settings.partitions for name in names}
+
+
+@dataclass
+class Runtime:
+    """What the agents need besides Faust: the store and the pure pipeline."""
+
+    settings: Settings
+    configs: Configs
+    db: Database
+    pipeline: Pipeline
+    router: Router
+    registry: repo.DbRegistry
+    seen: repo.DbSeenSignals
+
+    @classmethod
+    def create(cls, settings: Settings, configs: Configs, db: Database, scorer: Scorer | None = None) -> "Runtime":
+        return cls(
+            settings=settings,
+            configs=configs,
+            db=db,
+            pipeline=Pipeline(configs, scorer or RulesScorer(configs.rules)),
+            router=Router(configs.routing),
+            registry=repo.DbRegistry(db),
+            seen=repo.DbSeenSignals(db),
+        )
+
+
+def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> faust.App:
+    settings = runtime.settings
+    tuning: dict = {}
+    if embedded_broker:
+        # NOTES.md: the default rebalance timeout makes the first join on Tansu take ~30 s;
+        # and one record per producer batch keeps its wrong end offsets from cutting table
+        # recovery short.
+        tuning = dict(
+            broker_rebalance_timeout=4,
+            broker_session_timeout=6,
+            broker_heartbeat_interval=1,
+            producer_max_batch_size=64,
+            producer_linger=0,
+        )
+    app = faust.App(
+        settings.app_id,
+        broker=broker_url,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        **tuning,
+    )
+
+    raw = dict(key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    signals = app.topic(settings.topic("signals"), key_type=bytes, value_type=bytes, **raw)
+    deadletter = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="json",
+                           partitions=settings.partitions)
+    alerts = app.topic(settings.topic("alerts"), key_serializer="raw", value_serializer="json",
+                       partitions=settings.partitions)
+    queues = {
+        name: app.topic(settings.topic(f"queue.{name}"), key_serializer="raw", value_serializer="json",
+                        partitions=settings.partitions)
+        for name in runtime.router.receivers
+    }
+    enterprises = app.Table(
+        "enterprise-state",
+        default=None,
+        partitions=settings.partitions,
+        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+    )
+
+    def load_record(enterprise_id: str) -> EnterpriseRecord | None:
+        data = enterprises.get(enterprise_id.encode())
+        return EnterpriseRecord.from_dict(data) if data is not None else None
+
+    @app.agent(signals, name="process-signals")
+    async def process_signals(stream: StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+            await _process_batch(stream, events)
+
+    async def _process_batch(stream: StreamT, events: list[EventT]) -> None:
+        received_at = datetime.now(timezone.utc)
+        envelopes = [
+            Envelope(
+                raw=e.value if isinstance(e.value, bytes) else bytes(e.value or b""),
+                topic=e.message.topic,
+                partition=e.message.partition,
+                offset=e.message.offset,
+                received_at=received_at,
+            )
+            for e in events
+        ]
+        outcome: Outcome = runtime.pipeline.process(
+            envelopes, registry=runtime.registry, load_record=load_record, seen=runtime.seen
+        )
+        # Effects in an order that survives a crash anywhere (see streams.pipeline): first what
+        # leaves the process, delivered; then the store; the table last, as the commit point.
+        pending = []
+        for alert in outcome.alerts:
+            pending.append(await alerts.send(key=alert["enterprise_id"].encode(), value=alert))
+        for letter in outcome.dead_letters:
+            pending.append(await deadletter.send(key=None, value=letter))
+        if pending:
+            await asyncio.gather(*pending)
+        await asyncio.to_thread(repo.record_batch, runtime.db, outcome.accepted, outcome.dead_letters)
+        last_event = {}
+        for event, env in zip(events, envelopes):
+            last_event[env.coords] = event
+        by_enterprise: dict[str, EventT] = {}
+        for accepted in outcome.accepted:
+            by_enterprise[accepted.signal["enterprise_id"]] = last_event[accepted.envelope.coords]
+        for enterprise_id, record in outcome.records.items():
+            # take_events() leaves no current event behind, and a table write needs one to pick
+            # its changelog partition (faust-streaming issue #497): use the enterprise's own.
+            stream._set_current_event(by_enterprise[enterprise_id])
+            enterprises[enterprise_id.encode()] = record.to_dict()
+        stream._set_current_event(None)
+        for alert in outcome.alerts:
+            log.info("alert %s %s %s (%s)", alert["alert_id"], alert["category"], alert["level"], alert["enterprise_id"])
+
+    @app.agent(alerts, name="route-alerts")
+    async def route_alerts(stream: StreamT) -> None:
+        async for event in stream.events():
+            alert = event.value
+            routed = runtime.router.routed(alert)
+            key = alert["enterprise_id"].encode()
+            sent = [await queues[d["receiver"]].send(key=key, value=routed) for d in routed["queues"]]
+            await asyncio.gather(*sent)
+
+    @app.agent(app.topic(*[t.get_topic_name() for t in queues.values()], key_serializer="raw",
+                         value_serializer="json"), name="store-alerts")
+    async def store_alerts(stream: StreamT) -> None:
+        async for alert in stream:
+            await asyncio.to_thread(repo.apply_alert, runtime.db, alert)
+
+    app.laborwatch = dict(signals=signals, deadletter=deadletter, alerts=alerts, queues=queues,
+                          enterprises=enterprises)  # type: ignore[attr-defined]
+    return app
+
+
+def add_console_summary(app: faust.App, runtime: Runtime, every: float, echo: Callable[[str], None]) -> None:
+    """Print what the pipeline has done, whenever it changes (for `laborwatch run`)."""
+    last: list = [None]
+
+    @app.timer(every)
+    async def summary() -> None:
+        c = await asyncio.to_thread(repo.counts, runtime.db)
+        shown = (c.accepted, c.rejected, c.alerts, tuple(sorted(c.alerts_by_level.items())))
+        if shown != last[0]:
+            last[0] = shown
+            levels = ", ".join(f"{lvl} {c.alerts_by_level.get(lvl, 0)}" for lvl in ("red", "orange", "yellow", "blue"))
+            echo(f"signals accepted {c.accepted}, rejected {c.rejected} | alerts {c.alerts} ({levels})")

@@ -1,0 +1,61 @@
+"""Publishing signal files to the signal topic (`laborwatch ingest`), line by line, in file order.
+
+Validation happens in the pipeline, so bad lines are published too and end as dead letters.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from streams.broker import BrokerError
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """The lines of a JSONL file without terminators (LF or CRLF); a final newline ends the last
+    line rather than starting an empty one, but an empty line inside the file is kept: it is an
+    input too, and the contract rejects it as invalid JSON."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def key_of(line: bytes) -> bytes | None:
+    """The partition key of a signal line: its enterprise id when one can be read."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    eid = value.get("enterprise_id") if isinstance(value, dict) else None
+    return eid.encode() if isinstance(eid, str) else None
+
+
+def publish_file(bootstrap: str, topic: str, path: Path) -> int:
+    """Publish every line of ``path``; returns how many were acknowledged by the broker."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    lines = split_lines(path.read_bytes())
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            linger_ms=5,
+            retries=5,
+            # One request in flight keeps file order within a partition even across retries.
+            max_in_flight_requests_per_connection=1,
+            request_timeout_ms=15000,
+        )
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from None
+    try:
+        futures = [producer.send(topic, key=key_of(line), value=line) for line in lines]
+        producer.flush(timeout=60)
+        for number, future in enumerate(futures, 1):
+            try:
+                future.get(timeout=30)
+            except KafkaError as exc:
+                raise BrokerError(f"line {number} was not published: {exc}") from None
+    finally:
+        producer.close(timeout=5)
+    return len(lines)

@@ -1,0 +1,217 @@
+"""The pipeline's logic, with no broker in it: validate, update state, score, level, dedup.
+
+The Faust agent (``streams.agents``) and ``laborwatch backtest`` both call ``Pipeline.process``
+on batches of raw inputs; they differ only in where inputs come from and where outcomes go.
+That is what makes the stream and the backtest raise the same alerts.
+
+Exactly-once effect on an at-least-once stream: each input carries its coordinates (topic,
+partition, offset; or file and line). The enterprise record remembers the last offset it applied
+per partition, so an input redelivered after a crash is recognised and skipped; and the ledger of
+accepted signals remembers where each signal id was first accepted, so a redelivery is not
+mistaken for a duplicate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Protocol, Sequence
+
+from alerts.dedup import decide
+from alerts.levels import size_band
+from config.files import Configs
+from models.features import features
+from models.scoring import Scorer
+from models.state import EnterpriseState, Retention
+from streams.validation import Rejection, parse_timestamp, payload_text, validate_signal
+
+Coords = tuple[str, int, int]  # (topic or "file:<name>", partition, offset or line number)
+ENTERPRISE_LABELS = ("district", "street", "community", "grid", "industry")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    raw: bytes
+    topic: str
+    partition: int
+    offset: int
+    received_at: datetime
+
+    @property
+    def coords(self) -> Coords:
+        return (self.topic, self.partition, self.offset)
+
+
+@dataclass
+class EnterpriseRecord:
+    """What the stream keeps per enterprise: its state, its open alerts, what it has applied."""
+
+    state: EnterpriseState
+    alerts: dict[str, dict] = field(default_factory=dict)
+    applied: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> last offset
+
+    def has_applied(self, env: Envelope) -> bool:
+        return self.applied.get(f"{env.topic}/{env.partition}", -1) >= env.offset
+
+    def mark_applied(self, env: Envelope) -> None:
+        self.applied[f"{env.topic}/{env.partition}"] = env.offset
+
+    def to_dict(self) -> dict:
+        return {"state": self.state.to_dict(), "alerts": self.alerts, "applied": self.applied}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EnterpriseRecord":
+        return cls(
+            state=EnterpriseState.from_dict(data["state"]),
+            alerts=data["alerts"],
+            applied=data["applied"],
+        )
+
+    @classmethod
+    def new(cls, enterprise_id: str) -> "EnterpriseRecord":
+        return cls(state=EnterpriseState(enterprise_id))
+
+
+@dataclass(frozen=True)
+class AcceptedSignal:
+    signal: dict
+    observed: datetime
+    envelope: Envelope
+
+
+@dataclass
+class Outcome:
+    dead_letters: list[dict] = field(default_factory=list)
+    accepted: list[AcceptedSignal] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)  # unrouted alert events, in order
+    records: dict[str, EnterpriseRecord] = field(default_factory=dict)  # the ones changed
+
+
+class Registry(Protocol):
+    def get(self, enterprise_id: str) -> dict | None: ...
+
+
+class SeenSignals(Protocol):
+    def lookup(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Coords]: ...
+
+
+def dead_letter(rejection: Rejection, env: Envelope) -> dict:
+    return {
+        "reason": rejection.reason,
+        "detail": rejection.detail,
+        "payload": payload_text(env.raw),
+        "signal_id": rejection.signal_id,
+        "received_at": env.received_at.isoformat(),
+        "topic": env.topic,
+        "partition": env.partition,
+        "offset": env.offset,
+    }
+
+
+class Pipeline:
+    def __init__(self, configs: Configs, scorer: Scorer):
+        self.configs = configs
+        self.scorer = scorer
+        self.retention = Retention(**configs.pipeline.state.model_dump())
+
+    def process(
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        registry: Registry,
+        load_record: Callable[[str], EnterpriseRecord | None],
+        seen: SeenSignals,
+        now: datetime | None = None,
+    ) -> Outcome:
+        out = Outcome()
+        now = now or datetime.now(timezone.utc)
+        candidates: list[tuple[Envelope, dict]] = []
+        for env in envelopes:
+            signal, rejection = validate_signal(
+                env.raw, is_registered=lambda eid: registry.get(eid) is not None, now=now
+            )
+            if rejection is not None:
+                out.dead_letters.append(dead_letter(rejection, env))
+            else:
+                candidates.append((env, signal))
+
+        first_seen = seen.lookup({(s["enterprise_id"], s["signal_id"]) for _, s in candidates})
+        pending: list[tuple[EnterpriseRecord, dict, datetime, dict[str, float]]] = []
+        for env, signal in candidates:
+            eid, sid = signal["enterprise_id"], signal["signal_id"]
+            record = out.records.get(eid)
+            if record is None:
+                record = load_record(eid) or EnterpriseRecord.new(eid)
+            if record.has_applied(env):
+                continue  # redelivered after a crash: its effects are already out
+            prior = first_seen.get((eid, sid))
+            if prior is not None and tuple(prior) != env.coords:
+                where = f"{prior[0]} partition {prior[1]} offset {prior[2]}"
+                out.dead_letters.append(
+                    dead_letter(Rejection("duplicate", f"signal_id {sid!r} was accepted before ({where})", sid), env)
+                )
+                continue
+            observed = parse_timestamp(signal["observed_at"])
+            if record.state.is_stale(observed, self.retention):
+                detail = (
+                    f"observed_at {signal['observed_at']} is more than "
+                    f"{self.retention.retention_days} days before this enterprise's newest signal"
+                )
+                out.dead_letters.append(dead_letter(Rejection("stale", detail, sid), env))
+                continue
+            record.state.update(signal, observed, self.retention)
+            record.mark_applied(env)
+            out.records[eid] = record
+            first_seen[(eid, sid)] = env.coords
+            out.accepted.append(AcceptedSignal(signal, observed, env))
+            pending.append((record, signal, observed, features(record.state)))
+
+        if pending:
+            scores = self.scorer.score([feats for *_, feats in pending])
+            for (record, signal, _, _), scored in zip(pending, scores):
+                self._decide(record, signal, scored, registry, out)
+        return out
+
+    def _decide(self, record, signal, scored, registry: Registry, out: Outcome) -> None:
+        eid = signal["enterprise_id"]
+        labels = {k: str(v) for k, v in (registry.get(eid) or {}).items() if k in ENTERPRISE_LABELS}
+        common = dict(
+            enterprise_id=eid,
+            signal_id=signal["signal_id"],
+            observed_at=signal["observed_at"],
+        )
+        collective = self.configs.levels.collective_incident
+        workers = signal.get("workers_involved", 0) if signal["type"] == "inspection" else 0
+        if workers >= collective.min_workers:
+            findings = ", ".join(f.replace("_", " ") for f in signal["findings"]) or "no findings"
+            reason = {
+                "code": "collective_incident",
+                "text": f"{workers} workers acting together ({signal['kind']} via {signal['source']}): {findings}",
+                "value": workers,
+            }
+            change = decide(
+                record.alerts,
+                category="collective_incident",
+                level=collective.level,
+                score=1.0,
+                reasons=[reason, *scored.reasons],
+                model_version=self.scorer.version,
+                size_band=size_band(workers),
+                **common,
+            )
+            if change is not None:
+                change.extra["labels"] = labels
+                out.alerts.append(change.to_alert())
+        level = self.configs.levels.level_for(scored.score)
+        if level is not None and scored.reasons:
+            change = decide(
+                record.alerts,
+                category="risk",
+                level=level,
+                score=scored.score,
+                reasons=list(scored.reasons),
+                model_version=self.scorer.version,
+                **common,
+            )
+            if change is not None:
+                change.extra["labels"] = labels
+                out.alerts.append(change.to_alert())
