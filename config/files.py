@@ -22,6 +22,14 @@ class ConfigError(Exception):
     """A configuration file is missing, unreadable or invalid; the message is one line."""
 
 
+class _At(ValueError):
+    """A fault found by a whole-model check, with the key path it concerns (for the message)."""
+
+    def __init__(self, loc: tuple, message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -201,10 +209,14 @@ class RoutingConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_receivers(self) -> "RoutingConfig":
-        used = list(self.route.receivers) + [r for route in self.route.routes for r in route.receivers]
-        unknown = [r for r in used if r not in self.receivers]
-        if unknown:
-            raise ValueError(f"route names receiver {unknown[0]!r}, which is not under receivers")
+        used = [(("route", "receivers", i), r) for i, r in enumerate(self.route.receivers)] + [
+            (("route", "routes", j, "receivers", i), r)
+            for j, route in enumerate(self.route.routes)
+            for i, r in enumerate(route.receivers)
+        ]
+        for loc, name in used:
+            if name not in self.receivers:
+                raise _At(loc, f"receiver {name!r} is not under receivers")
         return self
 
 
@@ -223,7 +235,7 @@ class PipelineConfig(_Strict):
     @model_validator(mode="after")
     def _windows_fit(self) -> "PipelineConfig":
         if self.state.utility_window_days > self.state.retention_days:
-            raise ValueError("state.utility_window_days cannot exceed state.retention_days")
+            raise _At(("state", "utility_window_days"), "cannot exceed state.retention_days")
         return self
 
 
@@ -237,22 +249,27 @@ def load_yaml(path: Path, model: type[BaseModel]) -> BaseModel:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        got = err.get("input")
+        cause = (err.get("ctx") or {}).get("error")
+        loc = tuple(err["loc"]) + tuple(getattr(cause, "loc", ()))
+        got = None if loc != tuple(err["loc"]) else err.get("input")
         shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
         message = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{path}: {_location(err['loc'])}: {message}{shown}") from None
+        raise ConfigError(f"{path}: {_location(loc)}: {message}{shown}") from None
 
 
 class Configs(BaseModel):
@@ -275,9 +292,10 @@ def load_configs(config_dir: Path) -> Configs:
         pipeline=load_yaml(config_dir / "pipeline.yaml", PipelineConfig),
     )
     for i, rule in enumerate(configs.rules.rules):
-        for name in [rule.feature, *rule.unless]:
+        named = [("feature", rule.feature)] + [(f"unless.{j}", n) for j, n in enumerate(rule.unless)]
+        for key, name in named:
             if name not in FEATURE_NAMES:
                 raise ConfigError(
-                    f"{config_dir / 'rules.yaml'}: rules.{i}.feature: unknown feature {name!r}"
+                    f"{config_dir / 'rules.yaml'}: rules.{i}.{key}: unknown feature {name!r}"
                 )
     return configs

@@ -77,6 +77,9 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
              f"store {state['database']}, home {home}")
         echo("laborwatch: running; Ctrl-C stops it")
         _run_worker(app, settings)
+        failure = getattr(app, "laborwatch_failure", None)
+        if failure is not None:
+            raise RunError(f"the stream worker stopped on an unexpected error: {failure!r} (see the log above)")
 
 
 def _run_worker(app, settings: Settings) -> None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 import faust
 from faust.types import EventT, StreamT
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from alerts.routing import Router
 from alerts.store import repo
@@ -110,7 +113,26 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
     @app.agent(signals, name="process-signals")
     async def process_signals(stream: StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            await _process_batch(stream, events)
+            await _guarded(_process_batch, stream, events)
+
+    async def _guarded(step, *args) -> None:
+        """Run one batch to completion. Bad input never raises here (it becomes dead letters);
+        what can is the infrastructure. A database that went away is waited for, batch intact;
+        anything else is a defect, and the worker stops (non-zero) rather than skip a batch or
+        go on with a dead agent: its offsets are uncommitted, so a restart replays the batch."""
+        delay = 0.5
+        while True:
+            try:
+                return await step(*args)
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("store unavailable (%s); retrying the batch in %.1fs", str(exc).splitlines()[0], delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                log.critical("stream worker stopping on an unexpected error", exc_info=exc)
+                app.laborwatch_failure = exc  # type: ignore[attr-defined]
+                os.kill(os.getpid(), signal.SIGTERM)
+                raise
 
     async def _process_batch(stream: StreamT, events: list[EventT]) -> None:
         received_at = datetime.now(timezone.utc)
@@ -136,7 +158,8 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
             pending.append(await deadletter.send(key=None, value=letter))
         if pending:
             await asyncio.gather(*pending)
-        await asyncio.to_thread(repo.record_batch, runtime.db, outcome.accepted, outcome.dead_letters)
+        raw = {env.coords: env.raw for env in envelopes}
+        await asyncio.to_thread(repo.record_batch, runtime.db, outcome.accepted, outcome.dead_letters, raw)
         last_event = {}
         for event, env in zip(events, envelopes):
             last_event[env.coords] = event
@@ -158,14 +181,17 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
             alert = event.value
             routed = runtime.router.routed(alert)
             key = alert["enterprise_id"].encode()
-            sent = [await queues[d["receiver"]].send(key=key, value=routed) for d in routed["queues"]]
-            await asyncio.gather(*sent)
+            await _guarded(_deliver, key, routed)
+
+    async def _deliver(key: bytes, routed: dict) -> None:
+        sent = [await queues[d["receiver"]].send(key=key, value=routed) for d in routed["queues"]]
+        await asyncio.gather(*sent)
 
     @app.agent(app.topic(*[t.get_topic_name() for t in queues.values()], key_serializer="raw",
                          value_serializer="json"), name="store-alerts")
     async def store_alerts(stream: StreamT) -> None:
         async for alert in stream:
-            await asyncio.to_thread(repo.apply_alert, runtime.db, alert)
+            await _guarded(asyncio.to_thread, repo.apply_alert, runtime.db, alert)
 
     app.laborwatch = dict(signals=signals, deadletter=deadletter, alerts=alerts, queues=queues,
                           enterprises=enterprises)  # type: ignore[attr-defined]

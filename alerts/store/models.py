@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy import TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -82,7 +82,9 @@ class DeadLetter(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     reason: Mapped[str] = mapped_column(String(32), index=True)
     detail: Mapped[str] = mapped_column(Text)
-    payload: Mapped[str] = mapped_column(Text)
+    # The input exactly as received: bytes, since it may hold NUL (PostgreSQL text cannot) or
+    # invalid UTF-8; the contract's text form is made from it on export.
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
     signal_id: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column()
     topic: Mapped[str] = mapped_column(String(255))

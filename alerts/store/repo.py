@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from alerts.store.db import Database
 from alerts.store.models import Alert, AlertChange, AlertQueue, DeadLetter, Enterprise, SignalRecord
 from models.calendar import CHINA_TZ
-from streams.validation import parse_timestamp
+from streams.validation import parse_timestamp, payload_text
 
 ENTERPRISE_FIELDS = (
     "enterprise_id", "name", "industry", "district", "street", "community", "grid", "headcount",
@@ -122,8 +122,11 @@ class DbSeenSignals:
         return found
 
 
-def record_batch(db: Database, accepted: Sequence, dead_letters: Sequence[dict]) -> None:
-    """Write a batch's accepted signals and dead letters in one transaction (idempotent)."""
+def record_batch(db: Database, accepted: Sequence, dead_letters: Sequence[dict], raw: dict[tuple, bytes]) -> None:
+    """Write a batch's accepted signals and dead letters in one transaction (idempotent).
+
+    ``raw`` maps (topic, partition, offset) to the input's bytes, which the dead letter keeps.
+    """
     signal_rows = [
         {
             "enterprise_id": a.signal["enterprise_id"],
@@ -138,7 +141,10 @@ def record_batch(db: Database, accepted: Sequence, dead_letters: Sequence[dict])
         }
         for a in accepted
     ]
-    dead_rows = [{**d, "received_at": parse_timestamp(d["received_at"])} for d in dead_letters]
+    dead_rows = [
+        {**d, "received_at": parse_timestamp(d["received_at"]), "payload": raw[(d["topic"], d["partition"], d["offset"])]}
+        for d in dead_letters
+    ]
     with db.session() as session:
         _insert_ignore(session, SignalRecord, signal_rows)
         _insert_ignore(session, DeadLetter, dead_rows)
@@ -225,7 +231,7 @@ def export_dead_letters(db: Database) -> Iterator[dict]:
         query = select(DeadLetter).order_by(DeadLetter.topic, DeadLetter.partition, DeadLetter.offset)
         for d in session.scalars(query):
             yield {
-                "reason": d.reason, "detail": d.detail, "payload": d.payload, "signal_id": d.signal_id,
+                "reason": d.reason, "detail": d.detail, "payload": payload_text(d.payload), "signal_id": d.signal_id,
                 "received_at": _iso(d.received_at), "topic": d.topic, "partition": d.partition,
                 "offset": d.offset,
             }

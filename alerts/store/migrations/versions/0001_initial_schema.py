@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('reason', sa.String(length=32), nullable=False),
     sa.Column('detail', sa.Text(), nullable=False),
-    sa.Column('payload', sa.Text(), nullable=False),
+    sa.Column('payload', sa.LargeBinary(), nullable=False),
     sa.Column('signal_id', sa.String(length=64), nullable=True),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('topic', sa.String(length=255), nullable=False),

@@ -1,0 +1,106 @@
+"""Helpers shared by the integration and end-to-end tests: real processes, real broker, real DB."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SAMPLES = SHARED / "contract" / "samples"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def base_env(home: Path, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABORWATCH_")}
+    env.update(
+        LABORWATCH_HOME=str(home),
+        LABORWATCH_DATABASE_URL=database_url,
+        # A group of its own per test, so that no other run's offsets are ever picked up.
+        LABORWATCH_APP_ID=f"lw-test-{uuid.uuid4().hex[:8]}",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def cli(args: list[str], env: dict[str, str], timeout: float = 120, check: bool = True,
+        stdin: str | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "laborwatch", *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, input=stdin,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"laborwatch {' '.join(args)} exited {result.returncode}: {result.stderr[-2000:]}")
+    return result
+
+
+@dataclass
+class RunningPipeline:
+    """A `laborwatch run` child process."""
+
+    home: Path
+    env: dict[str, str]
+    database_url: str
+    proc: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.home / "run-output.log"
+
+    def start(self, *args: str) -> "RunningPipeline":
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "laborwatch", "run", "--no-simulate", *args],
+            env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )
+        run_json = self.home / "run.json"
+        wait_until(lambda: self._alive() and run_json.exists(), timeout=60, what=f"run.json ({self.output()[-1500:]})")
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"laborwatch run exited {self.proc.returncode}: {self.output()[-3000:]}")
+        return True
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode if self.proc else None
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
