@@ -5,6 +5,7 @@ Created once at the edge (the CLI) and passed down; nothing below reads the envi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,11 @@ class Settings(BaseSettings):
     home: Path = Field(Path("var"), description="State directory owned by `laborwatch run`.")
     broker: str | None = Field(
         None, description="kafka://host:port of an external Kafka; unset starts the embedded broker."
+    )
+    broker_flavor: Literal["kafka", "tansu"] = Field(
+        "kafka",
+        description="What LABORWATCH_BROKER is: Apache Kafka, or a Tansu broker like the embedded "
+        "one (whose end-offset quirk needs workarounds). The embedded broker is always tansu.",
     )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; unset means an SQLite file under LABORWATCH_HOME."

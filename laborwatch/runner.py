@@ -50,8 +50,9 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
         db = Database(settings.resolved_database_url)
         stack.callback(db.dispose)
         runtime = Runtime.create(settings, configs, db)
+        owned = not settings.broker
         if settings.broker:
-            broker_url, embedded = settings.broker, False
+            broker_url, embedded = settings.broker, settings.broker_flavor == "tansu"
         else:
             broker = EmbeddedBroker(home).start()
             stack.callback(broker.stop)
@@ -73,7 +74,7 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
         add_console_summary(app, runtime, every=2.0, echo=echo)
         if simulate:
             _add_demo_feed(app, runtime, echo)
-        echo(f"laborwatch: broker {bootstrap}{' (embedded)' if embedded else ''}, "
+        echo(f"laborwatch: broker {bootstrap}{' (embedded)' if owned else ''}, "
              f"store {state['database']}, home {home}")
         echo("laborwatch: running; Ctrl-C stops it")
         _run_worker(app, settings)

@@ -99,15 +99,12 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
                         partitions=settings.partitions)
         for name in runtime.router.receivers
     }
-    enterprises = app.Table(
-        "enterprise-state",
-        default=None,
-        partitions=settings.partitions,
-        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
-    )
+    # Keys and values in Faust's default JSON: its changelog recovery decodes with the defaults
+    # whatever schema the table declares.
+    enterprises = app.Table("enterprise-state", default=None, partitions=settings.partitions)
 
     def load_record(enterprise_id: str) -> EnterpriseRecord | None:
-        data = enterprises.get(enterprise_id.encode())
+        data = enterprises.get(enterprise_id)
         return EnterpriseRecord.from_dict(data) if data is not None else None
 
     @app.agent(signals, name="process-signals")
@@ -170,7 +167,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
             # take_events() leaves no current event behind, and a table write needs one to pick
             # its changelog partition (faust-streaming issue #497): use the enterprise's own.
             stream._set_current_event(by_enterprise[enterprise_id])
-            enterprises[enterprise_id.encode()] = record.to_dict()
+            enterprises[enterprise_id] = record.to_dict()
         stream._set_current_event(None)
         for alert in outcome.alerts:
             log.info("alert %s %s %s (%s)", alert["alert_id"], alert["category"], alert["level"], alert["enterprise_id"])

@@ -289,7 +289,8 @@ def test_disputes_come_from_trouble(world):
         if t["scenario"] in ("healthy", "recover"):
             assert eid not in labelled and t["dispute"] is None
     # groups of 30+ only ever report on a dispute's next day
-    big = [s for s in sigs if s["type"] == "inspection" and s["workers_involved"] >= 30]
+    big = {s["signal_id"] for s in sigs
+           if s["type"] == "inspection" and s["workers_involved"] >= 30}
     assert len(big) == sum(d["workers_involved"] >= 30 for d in disputes)
 
 
@@ -307,7 +308,8 @@ def test_scenario_signatures(world):
         onset = date.fromisoformat(t["onset"]) if t["onset"] else None
 
         def med(a, b, ref):
-            vals = [v for d, v in kwh.items() if ref + timedelta(days=a) <= d < ref + timedelta(days=b)]
+            lo, hi = ref + timedelta(days=a), ref + timedelta(days=b)
+            vals = [v for d, v in kwh.items() if lo <= d < hi]
             return statistics.median(vals) if vals else None
 
         unpaid_at_due = [w for w in wages[eid] if w["observed_at"][:10] == w["due_date"]
