@@ -4,6 +4,7 @@ Created once at the edge (the CLI) and passed down; nothing below reads the envi
 """
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +38,14 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, description="Signals scored together (stream.take).")
     batch_within: float = Field(0.2, gt=0, description="Seconds to wait for a batch to fill.")
     log_level: str = Field("info")
+    # The simulated feed of `run --simulate` (the demo): a district replayed from demo_start,
+    # its first demo_history_days at full speed, then live, one simulated day every
+    # demo_day_seconds of wall time.
+    demo_firms: int = Field(40, ge=1, le=5000)
+    demo_seed: int = Field(2024)
+    demo_start: date = Field(date(2024, 9, 1))
+    demo_history_days: int = Field(150, ge=0)
+    demo_day_seconds: float = Field(2.0, gt=0)
 
     @field_validator("broker")
     @classmethod

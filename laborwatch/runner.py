@@ -2,27 +2,24 @@
 stream worker, and the demo feed, with their lifecycles tied together."""
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import logging
 import os
+import time
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from alerts.registry import read_enterprises
 from alerts.store import repo
 from alerts.store.db import Database
 from config.files import load_configs
 from config.settings import Settings
 from streams.broker import EmbeddedBroker, ensure_topics
-from streams.ingest import key_of, split_lines
 
 log = logging.getLogger("laborwatch")
-
-DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
-
 
 class RunError(RuntimeError):
     """`run` cannot start; the message is one line."""
@@ -73,7 +70,7 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
         app = build_app(runtime, broker_url, embedded_broker=embedded)
         add_console_summary(app, runtime, every=2.0, echo=echo)
         if simulate:
-            _add_demo_feed(app, runtime, echo)
+            _add_demo_feed(app, runtime, settings, echo)
         echo(f"laborwatch: broker {bootstrap}{' (embedded)' if owned else ''}, "
              f"store {state['database']}, home {home}")
         echo("laborwatch: running; Ctrl-C stops it")
@@ -101,16 +98,35 @@ def _run_worker(app, settings: Settings) -> None:
             raise RunError(f"the stream worker stopped with exit code {exc.code}") from None
 
 
-def _add_demo_feed(app, runtime, echo: Callable[[str], None]) -> None:
-    """Load the demo world shipped in ``demo/`` and feed its signals into the running pipeline."""
-    enterprises, rejected = read_enterprises(DEMO_DIR / "enterprises.csv")
+def _add_demo_feed(app, runtime, settings: Settings, echo: Callable[[str], None]) -> None:
+    """Feed a simulated district into the running pipeline: its registry first, then its signals,
+    the history at full speed and then live, paced in compressed real time."""
+    from models.simulate import build_world
+
+    world = build_world(firms=settings.demo_firms, seed=settings.demo_seed, start=settings.demo_start)
+    enterprises = world.enterprise_rows()
     added, updated = repo.upsert_enterprises(runtime.db, enterprises)
-    echo(f"demo: registry of {len(enterprises)} enterprises ({added} added, {updated} updated)")
+    echo(f"demo: a simulated district of {len(enterprises)} enterprises ({added} added, {updated} updated)")
     signals_topic = app.laborwatch["signals"]
-    lines = split_lines((DEMO_DIR / "signals.jsonl").read_bytes())
+    live_from = datetime.combine(settings.demo_start, datetime.min.time(), tzinfo=timezone.utc) + timedelta(
+        days=settings.demo_history_days
+    )
 
     @app.task
     async def feed_demo() -> None:
-        for line in lines:
-            await signals_topic.send(key=key_of(line), value=line)
-        echo(f"demo: {len(lines)} signals published")
+        sent = 0
+        live_clock: tuple[float, datetime] | None = None
+        for arrival, signal in world.iter_feed():
+            if arrival >= live_from:
+                if live_clock is None:
+                    echo(f"demo: {sent} signals of history replayed; now live, a simulated day every "
+                         f"{settings.demo_day_seconds:g}s")
+                    live_clock = (time.monotonic(), arrival)
+                due = live_clock[0] + (arrival - live_clock[1]).total_seconds() / 86400 * settings.demo_day_seconds
+                if due > time.monotonic():
+                    await asyncio.sleep(due - time.monotonic())
+            line = json.dumps(signal, ensure_ascii=False).encode()
+            await signals_topic.send(key=signal["enterprise_id"].encode(), value=line)
+            sent += 1
+            if sent % 1000 == 0:
+                await asyncio.sleep(0)  # let the agents run while history pours in

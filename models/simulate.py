@@ -93,6 +93,12 @@ from pathlib import Path
 
 import numpy as np
 
+from streams.validation import (  # one implementation of GB 32100-2015
+    CREDIT_CODE_ALPHABET,
+    credit_code_check_character,
+    is_valid_credit_code,
+)
+
 __all__ = [
     "WorldSummary",
     "World",
@@ -196,9 +202,7 @@ WATER_PER_WORKER = {"manufacturing": 0.55, "electronics": 0.6, "garment": 0.5, "
 # pension, medical, unemployment, injury and maternity on the contribution base: 11-16%).
 SI_RATIO = (0.11, 0.16)
 
-_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_ALPHA_INDEX = {c: i for i, c in enumerate(_ALPHABET)}
-_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_ALPHABET = CREDIT_CODE_ALPHABET
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)  # GB 11714 organisation code check
 _TZ = timezone(timedelta(hours=8))
 
@@ -206,18 +210,6 @@ _TZ = timezone(timedelta(hours=8))
 # --------------------------------------------------------------------------------------------
 # Credit codes
 # --------------------------------------------------------------------------------------------
-
-def _check_char(code17: str) -> str:
-    total = sum(_ALPHA_INDEX[c] * w for c, w in zip(code17, _WEIGHTS))
-    return _ALPHABET[(31 - total % 31) % 31]
-
-
-def is_valid_credit_code(code: str) -> bool:
-    """True when ``code`` is 18 characters of the GB 32100-2015 alphabet with a right check."""
-    if not isinstance(code, str) or len(code) != 18 or any(c not in _ALPHA_INDEX for c in code):
-        return False
-    return _check_char(code[:17]) == code[17]
-
 
 def _randint(rng, lo: int, hi: int) -> int:
     """Integer in [lo, hi] from a numpy Generator or a random.Random."""
@@ -246,7 +238,7 @@ def credit_code(rng, *, division: str | None = None) -> str:
     c9 = 11 - sum(v * w for v, w in zip(vals, _ORG_WEIGHTS)) % 11
     org = body + ("X" if c9 == 10 else "0" if c9 == 11 else str(c9))
     code17 = "91" + division + org
-    return code17 + _check_char(code17)
+    return code17 + credit_code_check_character(code17)
 
 
 # --------------------------------------------------------------------------------------------

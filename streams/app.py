@@ -13,11 +13,14 @@ import asyncio
 import logging
 import os
 import signal
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 import faust
+from faust import streams as faust_streams
 from faust.types import EventT, StreamT
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -164,11 +167,8 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
         for accepted in outcome.accepted:
             by_enterprise[accepted.signal["enterprise_id"]] = last_event[accepted.envelope.coords]
         for enterprise_id, record in outcome.records.items():
-            # take_events() leaves no current event behind, and a table write needs one to pick
-            # its changelog partition (faust-streaming issue #497): use the enterprise's own.
-            stream._set_current_event(by_enterprise[enterprise_id])
-            enterprises[enterprise_id] = record.to_dict()
-        stream._set_current_event(None)
+            with _as_current_event(by_enterprise[enterprise_id]):
+                enterprises[enterprise_id] = record.to_dict()
         for alert in outcome.alerts:
             log.info("alert %s %s %s (%s)", alert["alert_id"], alert["category"], alert["level"], alert["enterprise_id"])
 
@@ -193,6 +193,22 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
     app.laborwatch = dict(signals=signals, deadletter=deadletter, alerts=alerts, queues=queues,
                           enterprises=enterprises)  # type: ignore[attr-defined]
     return app
+
+
+@contextmanager
+def _as_current_event(event: EventT) -> Iterator[None]:
+    """Make ``event`` the current one for a table write in this task only.
+
+    A batch from take_events() has no current event, and a table write needs one to pick its
+    changelog partition (faust-streaming issue #497): the enterprise's own event gives the
+    partition it came from. Only this task's context variable is set: the stream's own
+    ``current_event`` belongs to the consumer feeding the take buffer and must not be touched.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
 
 
 def add_console_summary(app: faust.App, runtime: Runtime, every: float, echo: Callable[[str], None]) -> None:
