@@ -1,0 +1,75 @@
+"""The command line's promises: expected failures are one clear line on stderr and a non-zero
+exit, never a traceback; the registry import reports what it did line by line."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from tests.support import REPO, SAMPLES, RunningPipeline, base_env, cli
+
+
+def _one_line_error(result) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("laborwatch: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def env(tmp_path):
+    return base_env(tmp_path / "home", f"sqlite:///{tmp_path / 'lw.db'}")
+
+
+def test_missing_file_and_no_running_pipeline(env, tmp_path):
+    assert "no such file" in _one_line_error(cli(["ingest", str(tmp_path / "nope.jsonl")], env, check=False))
+    (tmp_path / "s.jsonl").write_text("{}\n")
+    line = _one_line_error(cli(["ingest", str(tmp_path / "s.jsonl")], env, check=False))
+    assert "no running `laborwatch run`" in line
+    line = _one_line_error(cli(["backtest", "--enterprises", str(tmp_path / "e.csv"), "--signals",
+                                str(tmp_path / "s.jsonl"), "--out", str(tmp_path / "o")], env, check=False))
+    assert "e.csv: no such file" in line
+
+
+def test_bad_settings_and_unreachable_database(env):
+    line = _one_line_error(cli(["alerts", "export"], {**env, "LABORWATCH_BROKER": "localhost:9092"}, check=False))
+    assert line.startswith("laborwatch: error: LABORWATCH_BROKER:") and "kafka://host:port" in line
+    unreachable = {**env, "LABORWATCH_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
+    assert "cannot reach the database" in _one_line_error(cli(["alerts", "export"], unreachable, check=False))
+
+
+def test_bad_config_value_stops_start_up_naming_file_and_key(env, tmp_path):
+    config_dir = tmp_path / "config"
+    shutil.copytree(REPO / "config", config_dir)
+    levels = yaml.safe_load((config_dir / "levels.yaml").read_text())
+    levels["thresholds"]["red"] = 1.5
+    (config_dir / "levels.yaml").write_text(yaml.safe_dump(levels))
+    result = cli(["run", "--no-simulate"], {**env, "LABORWATCH_CONFIG_DIR": str(config_dir)}, check=False, timeout=60)
+    line = _one_line_error(result)
+    assert f"{config_dir / 'levels.yaml'}: thresholds.red:" in line and "1.5" in line
+
+
+def test_registry_import_reports_added_updated_rejected(env, tmp_path):
+    rows = (SAMPLES.parent / "samples" / "enterprises.csv").read_text().splitlines() if SAMPLES.exists() else None
+    if rows is None:
+        pytest.skip("../shared is not beside the project")
+    bad = rows[1].replace(rows[1].split(",")[0], rows[1].split(",")[0][:-1] + "0", 1)  # wrong check character
+    (tmp_path / "e.csv").write_text("\n".join([rows[0], rows[1], bad, rows[2]]) + "\n")
+    first = cli(["enterprises", "import", str(tmp_path / "e.csv")], env)
+    assert first.stdout.strip() == "added 2, updated 0, rejected 1"
+    assert f"{tmp_path / 'e.csv'}:3: rejected: enterprise_id:" in first.stderr
+    again = cli(["enterprises", "import", str(tmp_path / "e.csv")], env)
+    assert again.stdout.strip() == "added 0, updated 0, rejected 1"
+
+
+@pytest.mark.broker
+def test_one_home_one_run(env, tmp_path):
+    first = RunningPipeline(tmp_path / "home", env, env["LABORWATCH_DATABASE_URL"]).start()
+    try:
+        second = cli(["run", "--no-simulate"], env, check=False, timeout=60)
+        assert "another `laborwatch run` owns" in _one_line_error(second)
+    finally:
+        assert first.stop() == 0

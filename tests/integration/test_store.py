@@ -1,0 +1,93 @@
+"""The store on SQLite and on PostgreSQL: migrations, idempotent writes, exports."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from jsonschema import Draft202012Validator
+from sqlalchemy import func, select
+
+from alerts.store.db import Database
+from alerts.store.models import AlertChange, AlertQueue
+from alerts.store.repo import (
+    DbRegistry, DbSeenSignals, apply_alert, counts, export_alerts, export_dead_letters, record_batch,
+    upsert_enterprises,
+)
+from streams.pipeline import AcceptedSignal, Envelope
+from streams.validation import parse_timestamp
+from tests.support import REPO
+
+CONTRACT = REPO / "config" / "contract"
+EID = "91440306BXKFLJ2K06"
+ENTERPRISE = dict(enterprise_id=EID, name="Shajing Retail", industry="retail", district="baoan",
+                  street="shajing", community="shajing-c4", grid="shajing-c4-g5", headcount=37)
+
+
+def _alert(revision: int, level: str) -> dict:
+    return {
+        "alert_id": "AL-1", "enterprise_id": EID, "category": "risk", "level": level, "score": 0.5,
+        "reasons": [{"code": "wage_overdue", "text": "wages unpaid 12 days", "value": 12}],
+        "raised_at": "2025-03-01T02:00:00+08:00", "triggered_by": f"sig-{revision}",
+        "model_version": "rules-v1", "status": "new", "revision": revision,
+        "change": "raised" if revision == 1 else "escalated", "opened_at": "2025-03-01T02:00:00+08:00",
+        "queue": "street:shajing",
+        "queues": [{"receiver": "street-team", "queue": "street:shajing"}]
+        + ([{"receiver": "district-command", "queue": "district:baoan-command"}] if level == "red" else []),
+    }
+
+
+def test_migrations_are_idempotent_and_registry_upserts(database_url):
+    Database(database_url).dispose()
+    db = Database(database_url)  # a second start finds the schema at head
+    assert upsert_enterprises(db, [ENTERPRISE]) == (1, 0)
+    assert upsert_enterprises(db, [ENTERPRISE]) == (0, 0)
+    assert upsert_enterprises(db, [{**ENTERPRISE, "street": "xixiang"}]) == (0, 1)
+    registry = DbRegistry(db)
+    assert registry.get(EID)["street"] == "xixiang"
+    assert registry.get("91110000600037341L") is None
+    upsert_enterprises(db, [{**ENTERPRISE, "enterprise_id": "91110000600037341L"}])
+    assert registry.get("91110000600037341L") is not None, "a miss asks the database again"
+    db.dispose()
+
+
+def test_batches_are_idempotent_and_keep_raw_payloads(database_url):
+    db = Database(database_url)
+    received = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    signal = {"signal_id": "s1", "type": "utility", "enterprise_id": EID, "observed_at": "2025-03-01T02:00:00+08:00"}
+    env = Envelope(b"{}", "laborwatch.signals", 2, 17, received)
+    accepted = [AcceptedSignal(signal, parse_timestamp(signal["observed_at"]), env)]
+    nasty = b"\x00\x01 not json \xff\xfe"
+    letter = {"reason": "invalid_json", "detail": "not valid JSON", "payload": "unused", "signal_id": None,
+              "received_at": received.isoformat(), "topic": "laborwatch.signals", "partition": 2, "offset": 18}
+    raw = {("laborwatch.signals", 2, 18): nasty}
+    for _ in range(2):  # a redelivered batch writes nothing twice
+        record_batch(db, accepted, [letter], raw)
+    c = counts(db)
+    assert (c.accepted, c.rejected) == (1, 1)
+    assert DbSeenSignals(db).lookup([(EID, "s1"), (EID, "s2")]) == {(EID, "s1"): ("laborwatch.signals", 2, 17)}
+    [exported] = list(export_dead_letters(db))
+    Draft202012Validator(json.loads((CONTRACT / "dead_letter.schema.json").read_text())).validate(exported)
+    assert exported["payload"].startswith("base64:")
+    import base64
+    assert base64.b64decode(exported["payload"].removeprefix("base64:")) == nasty
+    db.dispose()
+
+
+def test_alert_revisions_apply_once_and_in_order(database_url):
+    db = Database(database_url)
+    upsert_enterprises(db, [ENTERPRISE])
+    assert apply_alert(db, _alert(1, "yellow"))
+    assert apply_alert(db, _alert(2, "red"))
+    assert not apply_alert(db, _alert(2, "red")), "the same revision again changes nothing"
+    assert not apply_alert(db, _alert(1, "yellow")), "an older revision arriving late changes nothing"
+    [alert] = list(export_alerts(db))
+    Draft202012Validator(json.loads((CONTRACT / "alert.schema.json").read_text())).validate(alert)
+    assert (alert["level"], alert["triggered_by"], alert["queue"]) == ("red", "sig-2", "street:shajing")
+    assert alert["raised_at"] == "2025-03-01T02:00:00+08:00"
+    with db.session() as session:
+        history = session.execute(select(AlertChange.revision, AlertChange.level).order_by(AlertChange.revision)).all()
+        queues = set(session.scalars(select(AlertQueue.queue)))
+        n = session.scalar(select(func.count()).select_from(AlertChange))
+    assert [tuple(h) for h in history] == [(1, "yellow"), (2, "red")] and n == 2
+    assert queues == {"street:shajing", "district:baoan-command"}
+    db.dispose()
