@@ -121,7 +121,8 @@ class RulesConfig(_Strict):
 
 
 # --- routing.yaml ----------------------------------------------------------------------------
-_MATCHER = re.compile(r"^\s*([a-z_]+)\s*(=~|!~|!=|=)\s*\"?([^\"]*?)\"?\s*$")
+# The value may not start with '=' or '~': "level == red" is a typo, not a match on "= red".
+_MATCHER = re.compile(r"^\s*([a-z_]+)\s*(=~|!~|!=|=)\s*\"?([^\"=~][^\"]*?|)\"?\s*$")
 
 
 class Matcher(_Strict):

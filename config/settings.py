@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     def _kafka_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        if not value.startswith("kafka://") or ":" not in value.removeprefix("kafka://"):
+        host, _, port = value.removeprefix("kafka://").rpartition(":")
+        if not value.startswith("kafka://") or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must look like kafka://host:port")
         return value
 

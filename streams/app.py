@@ -154,8 +154,11 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
         pending = []
         for alert in outcome.alerts:
             pending.append(await alerts.send(key=alert["enterprise_id"].encode(), value=alert))
+        keys = {env.coords: event.key for event, env in zip(events, envelopes)}
         for letter in outcome.dead_letters:
-            pending.append(await deadletter.send(key=None, value=letter))
+            # Keyed like the input (its enterprise id, when the line had a readable one).
+            key = keys[(letter["topic"], letter["partition"], letter["offset"])]
+            pending.append(await deadletter.send(key=key, value=letter))
         if pending:
             await asyncio.gather(*pending)
         raw = {env.coords: env.raw for env in envelopes}

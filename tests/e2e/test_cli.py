@@ -2,12 +2,14 @@
 exit, never a traceback; the registry import reports what it did line by line."""
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support import REPO, SAMPLES, RunningPipeline, base_env, cli
+from tests.support import REPO, SAMPLES, RunningPipeline, base_env, cli, wait_until
 
 
 def _one_line_error(result) -> str:
@@ -66,10 +68,21 @@ def test_registry_import_reports_added_updated_rejected(env, tmp_path):
 
 
 @pytest.mark.broker
-def test_one_home_one_run(env, tmp_path):
+def test_one_home_one_run_and_no_orphan_broker_after_a_crash(env, tmp_path):
     first = RunningPipeline(tmp_path / "home", env, env["LABORWATCH_DATABASE_URL"]).start()
     try:
         second = cli(["run", "--no-simulate"], env, check=False, timeout=60)
         assert "another `laborwatch run` owns" in _one_line_error(second)
+        broker_pid = json.loads((tmp_path / "home" / "broker.json").read_text())["pid"]
+        assert _running(broker_pid)
     finally:
-        assert first.stop() == 0
+        first.kill()  # a crash: no clean-up code runs
+    wait_until(lambda: not _running(broker_pid), timeout=10, what="the broker to die with its run")
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status  # a zombie is dead, only not yet reaped

@@ -218,3 +218,18 @@ def test_settings_other_values(clean_env):
     clean_env.setenv("LABORWATCH_PARTITIONS", "0")
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
+
+
+@pytest.mark.parametrize("url", ["kafka://h:", "kafka://:9092", "kafka://h:abc", "kafka://h:70000"])
+def test_broker_needs_host_and_real_port(clean_env, url):
+    clean_env.setenv("LABORWATCH_BROKER", url)
+    with pytest.raises(ValidationError, match="kafka://host:port"):
+        Settings(_env_file=None)
+
+
+def test_matcher_typo_is_refused_not_silently_unmatched():
+    from config.files import Matcher
+
+    with pytest.raises(ValueError, match="not of the form"):
+        Matcher.parse("level == red")
+    assert Matcher.parse('street != ""').matches({"street": "xixiang"})
