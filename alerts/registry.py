@@ -5,6 +5,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from jsonschema import Draft202012Validator
 
@@ -46,50 +47,41 @@ def _check(row: object) -> str | None:
     return None
 
 
-def read_enterprises(path: Path) -> tuple[list[dict], list[RowRejection]]:
-    """Valid rows and the rejected ones (by line number); CSV or JSONL by content."""
-    text = path.read_text(encoding="utf-8-sig")
-    rows: list[dict] = []
-    rejected: list[RowRejection] = []
-    is_jsonl = text.lstrip().startswith("{") or path.suffix in (".jsonl", ".json")
-    if is_jsonl:
-        numbered = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
-        for line_no, line in numbered:
+def _parsed(path: Path, text: str) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line number, row, None) for each record read, or (line number, None, why not)."""
+    if text.lstrip().startswith("{") or path.suffix in (".jsonl", ".json"):
+        for line_no, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
             try:
-                row = json.loads(line)
+                yield line_no, json.loads(line), None
             except json.JSONDecodeError as exc:
-                rejected.append(RowRejection(line_no, f"not valid JSON ({exc.msg})"))
-                continue
-            problem = _check(row)
-            if problem:
-                rejected.append(RowRejection(line_no, problem))
-            else:
-                rows.append(row)
-    else:
-        reader = csv.DictReader(text.splitlines())
-        missing = [f for f in _SCHEMA["required"] if f not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: the CSV header lacks {', '.join(missing)}")
-        for record in reader:
-            line_no = reader.line_num
-            try:
-                if None in record:
-                    raise ValueError("more cells than header columns")
-                row = {k: _from_csv_cell(k, v) for k, v in record.items() if v not in ("", None)}
-            except ValueError as exc:
-                rejected.append(RowRejection(line_no, str(exc)))
-                continue
-            problem = _check(row)
-            if problem:
-                rejected.append(RowRejection(line_no, problem))
-            else:
-                rows.append(row)
-    seen: dict[str, int] = {}
-    unique: list[dict] = []
-    for row in rows:  # a later row for the same enterprise replaces an earlier one
-        if row["enterprise_id"] in seen:
-            unique[seen[row["enterprise_id"]]] = row
+                yield line_no, None, f"not valid JSON ({exc.msg})"
+        return
+    reader = csv.DictReader(text.splitlines())
+    missing = [f for f in _SCHEMA["required"] if f not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}: the CSV header lacks {', '.join(missing)}")
+    for record in reader:
+        try:
+            if None in record:
+                raise ValueError("more cells than header columns")
+            yield reader.line_num, {k: _from_csv_cell(k, v) for k, v in record.items() if v not in ("", None)}, None
+        except ValueError as exc:
+            yield reader.line_num, None, str(exc)
+
+
+def read_enterprises(path: Path) -> tuple[list[dict], list[RowRejection]]:
+    """Valid rows and the rejected ones (by line number); CSV or JSONL by content.
+
+    A later row for the same enterprise replaces an earlier one.
+    """
+    rows: dict[str, dict] = {}
+    rejected: list[RowRejection] = []
+    for line_no, row, problem in _parsed(path, path.read_text(encoding="utf-8-sig")):
+        problem = problem or _check(row)
+        if problem:
+            rejected.append(RowRejection(line_no, problem))
         else:
-            seen[row["enterprise_id"]] = len(unique)
-            unique.append(row)
-    return unique, rejected
+            rows[row["enterprise_id"]] = row
+    return list(rows.values()), rejected
