@@ -88,6 +88,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
+        datadir=str(settings.resolved_home / "faust"),  # not the working directory
         **tuning,
     )
 
