@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; unset means an SQLite file under LABORWATCH_HOME."
     )
+    model_dir: Path | None = Field(
+        None, description="The model registry; unset means LABORWATCH_HOME/models."
+    )
     config_dir: Path = Field(CONFIG_DIR, description="Folder holding the YAML files.")
     app_id: str = Field("laborwatch", description="Faust application id (consumer group).")
     topic_prefix: str = Field("laborwatch", description="Prefix of every topic name.")
@@ -66,6 +69,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_home / 'laborwatch.db'}"
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return (self.model_dir or self.home / "models").expanduser().resolve()
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

@@ -18,6 +18,8 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Rejected inputs (dead letters)
 app.add_typer(enterprises_app, name="enterprises")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(dlq_app, name="dlq")
+models_app = typer.Typer(no_args_is_help=True, help="Models: train, evaluate, list, promote.")
+app.add_typer(models_app, name="models")
 
 
 class CliError(Exception):
@@ -185,10 +187,21 @@ def simulate(
     typer.echo(f"wrote {summary.firms} enterprises, {summary.signals} signals, {summary.disputes} disputes to {outdir}")
 
 
+def _register_model_commands() -> None:
+    from laborwatch.registry_cli import list_models, promote_model
+
+    models_app.command("list")(list_models)
+    models_app.command("promote")(promote_model)
+
+
+_register_model_commands()
+
+
 def main() -> None:
     from alerts.store.db import StoreError
     from config.files import ConfigError
     from laborwatch.runner import RunError
+    from models.registry import ModelLoadError
     from streams.broker import BrokerError
 
     try:
@@ -200,7 +213,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (CliError, ConfigError, StoreError, BrokerError, RunError) as exc:
+    except (CliError, ConfigError, StoreError, BrokerError, RunError, ModelLoadError) as exc:
         typer.echo(f"laborwatch: error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -67,12 +67,13 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
         run_json.write_text(json.dumps(state, indent=2))
         stack.callback(run_json.unlink, missing_ok=True)
 
-        app = build_app(runtime, broker_url, embedded_broker=embedded)
+        app = build_app(runtime, broker_url, embedded_broker=embedded,
+                        echo_model=lambda version: echo(f"laborwatch: now scoring with model {version}"))
         add_console_summary(app, runtime, every=2.0, echo=echo)
         if simulate:
             _add_demo_feed(app, runtime, settings, echo)
         echo(f"laborwatch: broker {bootstrap}{' (embedded)' if owned else ''}, "
-             f"store {state['database']}, home {home}")
+             f"store {state['database']}, home {home}, scoring with {runtime.pipeline.scorer.version}")
         echo("laborwatch: running; Ctrl-C stops it")
         _run_worker(app, settings)
         failure = getattr(app, "laborwatch_failure", None)

@@ -157,3 +157,46 @@ def features(state: EnterpriseState, as_of_day: int | None = None) -> dict[str, 
 def vector(feats: dict[str, float]) -> list[float]:
     """The features in ``FEATURE_NAMES`` order (the column order every model is trained on)."""
     return [feats[name] for name in FEATURE_NAMES]
+
+
+# What "nothing unusual" looks like for each feature: explanations measure how much the score
+# falls when one feature is put back to it. Context features (is there a meter, what day of the
+# year) explain nothing on their own and are not put back.
+CONTEXT_FEATURES = frozenset(
+    {"electricity_metered", "water_metered", "calendar_shutdown", "calendar_days_to_festival"}
+)
+NEUTRAL: dict[str, float] = {name: (1.0 if "_ratio_" in name else 0.0) for name in FEATURE_NAMES}
+
+# How an inspector reads each feature: {value} the feature, {pct} it in percent, {drop} how far
+# a ratio fell below 1 in percent, {neg} a fall as a positive percent.
+FEATURE_TEXT: dict[str, str] = {
+    "electricity_ratio_7d_56d": "electricity {drop:.0f}% below its own 8-week baseline (last 7 days)",
+    "electricity_ratio_28d_56d": "electricity {drop:.0f}% below its own 8-week baseline (last 4 weeks)",
+    "electricity_days_since_reading": "no electricity reading for {value:.0f} days",
+    "water_ratio_7d_56d": "water {drop:.0f}% below its own 8-week baseline (last 7 days)",
+    "water_ratio_28d_56d": "water {drop:.0f}% below its own 8-week baseline (last 4 weeks)",
+    "water_days_since_reading": "no water reading for {value:.0f} days",
+    "wage_days_overdue_max": "wages unpaid {value:.0f} days after the statutory pay day",
+    "wage_arrears_months": "{value:.0f} pay period(s) in arrears",
+    "wage_unpaid_share_last": "{pct:.0f}% of the last pay period's wages unpaid",
+    "wage_arrears_per_worker": "arrears of about {value:,.0f} yuan per worker",
+    "wage_days_late_max_180d": "wages paid up to {value:.0f} days late in the last 180 days",
+    "wage_late_count_180d": "wages paid late {value:.0f} times in the last 180 days",
+    "wage_days_since_record": "no payroll record for {value:.0f} days",
+    "headcount_change_3m": "headcount changed {pct:+.0f}% in three months",
+    "social_insurance_unpaid_share_last": "{pct:.0f}% of the last period's social insurance unpaid",
+    "complaints_count_90d": "{value:.0f} complaint(s), petition(s) or hotline call(s) in 90 days",
+    "complaints_workers_max_90d": "up to {value:.0f} workers in one complaint in 90 days",
+    "findings_wage_arrears_180d": "wage arrears found {value:.0f} time(s) in 180 days",
+    "findings_social_insurance_180d": "social insurance arrears found {value:.0f} time(s) in 180 days",
+    "findings_owner_absent_90d": "the employer was reported absent",
+    "findings_equipment_removal_90d": "equipment reported being moved out",
+    "calendar_shutdown": "during the Spring Festival shutdown",
+    "calendar_days_to_festival": "{value:.0f} days before the Spring Festival",
+    "electricity_metered": "electricity metered",
+    "water_metered": "water metered",
+}
+
+
+def describe(name: str, value: float) -> str:
+    return FEATURE_TEXT[name].format(value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100)

@@ -45,3 +45,58 @@ class RulesScorer:
 
     def score(self, rows: Sequence[dict[str, float]]) -> list[Scored]:
         return [self.score_one(row) for row in rows]
+
+
+class ModelScorer:
+    """A trained, calibrated model from the registry, scoring whole batches at once.
+
+    Reasons are the features that pushed this enterprise's score: for each, how much the
+    probability falls when that feature alone is put back to its "nothing unusual" value. They
+    are computed only for rows at or above ``explain_above`` (the rows that can raise an alert),
+    in one more batched call.
+    """
+
+    def __init__(self, estimator, card, explain_above: float = 0.2, max_reasons: int = 3):
+        from models.features import CONTEXT_FEATURES, FEATURE_NAMES, NEUTRAL
+
+        self.estimator = estimator
+        self.card = card
+        self.version = card.version
+        self.explain_above = explain_above
+        self.max_reasons = max_reasons
+        self._names = list(FEATURE_NAMES)
+        self._explained = [i for i, n in enumerate(self._names) if n not in CONTEXT_FEATURES]
+        reference = {**NEUTRAL, **(card.reference or {})}
+        self._reference = [reference[n] for n in self._names]
+
+    def score(self, rows: Sequence[dict[str, float]]) -> list[Scored]:
+        import numpy as np
+
+        from models.features import describe
+
+        if not rows:
+            return []
+        X = np.array([[row[n] for n in self._names] for row in rows], dtype=float)
+        p = self.estimator.predict_proba(X)[:, 1]
+        flagged = np.flatnonzero(p >= self.explain_above)
+        reasons: dict[int, tuple[dict, ...]] = {}
+        if flagged.size:
+            k = len(self._explained)
+            probes = np.repeat(X[flagged], k, axis=0)
+            for j, col in enumerate(self._explained):
+                probes[j::k, col] = self._reference[col]
+            without = self.estimator.predict_proba(probes)[:, 1].reshape(flagged.size, k)
+            for r, i in enumerate(flagged):
+                pushes = sorted(
+                    ((p[i] - without[r, j], col) for j, col in enumerate(self._explained)), reverse=True
+                )
+                chosen = [
+                    {"code": self._names[col], "text": describe(self._names[col], X[i, col]),
+                     "value": round(float(X[i, col]), 4), "weight": round(float(delta), 4)}
+                    for delta, col in pushes[: self.max_reasons]
+                    if delta > 0.01
+                ]
+                reasons[int(i)] = tuple(chosen) or (
+                    {"code": "pattern", "text": f"the overall pattern of signals (risk {p[i]:.0%})", "value": None},
+                )
+        return [Scored(score=round(float(p[i]), 6), reasons=reasons.get(i, ())) for i in range(len(rows))]

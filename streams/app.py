@@ -10,6 +10,7 @@ Flow:  signals ─► process ─► dead letters (topic + store)
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -29,16 +30,38 @@ from alerts.store import repo
 from alerts.store.db import Database
 from config.files import Configs
 from config.settings import Settings
-from models.scoring import RulesScorer, Scorer
+from models.registry import ModelLoadError, ModelRegistry
+from models.scoring import ModelScorer, RulesScorer, Scorer
 from streams.pipeline import EnterpriseRecord, Envelope, Outcome, Pipeline
 
 log = logging.getLogger("laborwatch.stream")
 
 
 def topic_names(settings: Settings, router: Router) -> dict[str, int]:
-    """Every topic the application uses, with its partition count (all keyed by enterprise id)."""
+    """Every topic the application uses, with its partition count (all keyed by enterprise id,
+    but for model updates: one partition, read whole by every worker)."""
     names = ["signals", "deadletter", "alerts"] + [f"queue.{r}" for r in router.receivers]
-    return {settings.topic(name): settings.partitions for name in names}
+    topics = {settings.topic(name): settings.partitions for name in names}
+    topics[settings.topic("model-updates")] = 1
+    return topics
+
+
+def load_scorer(settings: Settings, configs: Configs, version: str | None = None) -> Scorer:
+    """The promoted model (or ``version``), else the transparent rules."""
+    registry = ModelRegistry(settings.resolved_model_dir)
+    version = version or registry.promoted()
+    if version is None:
+        return RulesScorer(configs.rules)
+    estimator, card = registry.load(version)
+    return ModelScorer(estimator, card, explain_above=configs.levels.thresholds.blue)
+
+
+def _startup_scorer(settings: Settings, configs: Configs) -> Scorer:
+    try:
+        return load_scorer(settings, configs)
+    except ModelLoadError as exc:
+        log.error("the promoted model cannot serve, scoring with the rules instead: %s", exc)
+        return RulesScorer(configs.rules)
 
 
 @dataclass
@@ -59,14 +82,15 @@ class Runtime:
             settings=settings,
             configs=configs,
             db=db,
-            pipeline=Pipeline(configs, scorer or RulesScorer(configs.rules)),
+            pipeline=Pipeline(configs, scorer or _startup_scorer(settings, configs)),
             router=Router(configs.routing),
             registry=repo.DbRegistry(db),
             seen=repo.DbSeenSignals(db),
         )
 
 
-def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> faust.App:
+def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
+              echo_model: Callable[[str], None] = lambda version: None) -> faust.App:
     settings = runtime.settings
     tuning: dict = {}
     if embedded_broker:
@@ -193,6 +217,41 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool) -> fa
     async def store_alerts(stream: StreamT) -> None:
         async for alert in stream:
             await _guarded(asyncio.to_thread, repo.apply_alert, runtime.db, alert)
+
+    @app.task
+    async def follow_model_updates() -> None:
+        """Every worker reads every promotion (no consumer group: a broadcast), from the start of
+        the topic, and scores with the newest version it can load; a version that fails to load
+        is refused with one log line and the current one keeps serving."""
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            settings.topic("model-updates"), bootstrap_servers=broker_url.removeprefix("kafka://"),
+            group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            async for message in consumer:
+                await _apply_model_update(message.value)
+        finally:
+            await consumer.stop()
+
+    async def _apply_model_update(raw: bytes) -> None:
+        try:
+            version = json.loads(raw)["version"]
+        except (ValueError, KeyError, TypeError):
+            log.error("model update refused: not a {\"version\": ...} message: %r", raw[:200])
+            return
+        if version == runtime.pipeline.scorer.version:
+            return
+        try:
+            scorer = await asyncio.to_thread(load_scorer, settings, runtime.configs, version)
+        except ModelLoadError as exc:
+            log.error("model update refused, still scoring with %s: %s", runtime.pipeline.scorer.version, exc)
+            return
+        runtime.pipeline.scorer = scorer  # between batches: the agent awaits nothing while it scores
+        log.warning("now scoring with model %s", version)
+        echo_model(version)
 
     app.laborwatch = dict(signals=signals, deadletter=deadletter, alerts=alerts, queues=queues,
                           enterprises=enterprises)  # type: ignore[attr-defined]

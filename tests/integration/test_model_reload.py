@@ -1,0 +1,111 @@
+"""Promotion reaches a running worker through the model-updates topic: it scores with the new
+version without a restart, every alert names the version that scored it, and a version that
+cannot load is refused while the current one keeps serving."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sqlalchemy import select
+
+from alerts.store.db import Database
+from alerts.store.models import AlertChange
+from alerts.store.repo import counts
+from models.features import FEATURE_NAMES, NEUTRAL
+from models.registry import ModelRegistry
+from streams.ingest import split_lines
+from tests.support import SAMPLES, RunningPipeline, base_env, cli, wait_until
+
+pytestmark = pytest.mark.broker
+
+
+def _tiny_model(registry: ModelRegistry, seed: int):
+    """A real, fitted and registered model: risk rises with overdue wages and complaints."""
+    rng = np.random.default_rng(seed)
+    X = np.tile([NEUTRAL[n] for n in FEATURE_NAMES], (600, 1))
+    overdue, complaints = FEATURE_NAMES.index("wage_days_overdue_max"), FEATURE_NAMES.index("complaints_count_90d")
+    X[:, overdue] = rng.integers(0, 90, 600)
+    X[:, complaints] = rng.integers(0, 4, 600)
+    y = ((X[:, overdue] > 20) | (X[:, complaints] >= 2)).astype(int)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0)).fit(X, y)
+    return registry.register(
+        model, model_class="LogisticRegression", params={"C": 1.0}, feature_names=list(FEATURE_NAMES),
+        horizon_days=60, data_window=["2024-01-01", "2024-12-31"], data_hash=f"synthetic-{seed}", seed=seed,
+        metrics={}, calibration="none",
+    )
+
+
+def test_promotion_reaches_a_running_worker(tmp_path, shared_dir):
+    registry = ModelRegistry(tmp_path / "models")
+    card = _tiny_model(registry, seed=1)
+    # A broken artifact under a version of its own: its card is fine, its model file is not.
+    broken = tmp_path / "models" / "m-broken"
+    shutil.copytree(tmp_path / "models" / card.version, broken)
+    (broken / "model.skops").write_bytes(b"not a model")
+    data = json.loads((broken / "card.json").read_text())
+    (broken / "card.json").write_text(json.dumps({**data, "version": "m-broken"}))
+
+    database_url = f"sqlite:///{tmp_path / 'lw.db'}"
+    env = base_env(tmp_path / "home", database_url, LABORWATCH_MODEL_DIR=str(tmp_path / "models"))
+    lines = split_lines((SAMPLES / "signals.jsonl").read_bytes())
+    parts = [lines[:4000], lines[4000:7000], lines[7000:]]
+    for i, part in enumerate(parts):
+        (tmp_path / f"part{i}.jsonl").write_bytes(b"\n".join(part) + b"\n")
+
+    run = RunningPipeline(tmp_path / "home", env, database_url).start()
+    db = Database(database_url, run_migrations=False)
+    try:
+        cli(["enterprises", "import", str(SAMPLES / "enterprises.csv")], env)
+        seen = 0
+        for i, part in enumerate(parts):
+            if i == 1:
+                promoted = cli(["models", "promote", card.version], env)
+                assert "running workers notified" in promoted.stdout
+                wait_until(lambda: f"now scoring with model {card.version}" in run.output(), timeout=30,
+                           what="the worker to switch models")
+            if i == 2:
+                refused = cli(["models", "promote", "m-broken"], env, check=False)
+                assert refused.returncode == 1 and "cannot be loaded" in refused.stderr
+                # The same bad version straight onto the topic, as a faulty tool might send it.
+                from kafka import KafkaProducer
+                from streams.broker import discover_broker
+
+                producer = KafkaProducer(bootstrap_servers=discover_broker(tmp_path / "home"))
+                producer.send("laborwatch.model-updates", b'{"version": "m-broken"}').get(timeout=10)
+                producer.close()
+                wait_until(lambda: "model update refused" in run.output(), timeout=30, what="the refusal")
+            cli(["ingest", str(tmp_path / f"part{i}.jsonl")], env)
+            seen += len(parts[i])
+            wait_until(lambda: (c := counts(db)).accepted + c.rejected >= seen, timeout=90, what=f"part {i}")
+
+        def versions_by_part():
+            with db.session() as session:
+                return session.execute(select(AlertChange.model_version, AlertChange.triggered_by)).all()
+
+        wait_until(lambda: any(v == card.version for v, _ in versions_by_part()), timeout=30, what="model alerts")
+        ids_in = [{sid for line in part if (sid := _signal_id(line))} for part in parts]
+        by_version = {part: set() for part in range(3)}
+        for version, signal_id in versions_by_part():
+            for part, ids in enumerate(ids_in):
+                if signal_id in ids:
+                    by_version[part].add(version)
+        assert by_version[0] == {"rules-v1"}, "before promotion the rules score"
+        assert card.version in by_version[1] and "rules-v1" not in by_version[1]
+        assert by_version[2] <= {card.version}, "the refused version never scored"
+        assert "m-broken" not in run.output().split("now scoring with model")[-1].splitlines()[0]
+    finally:
+        db.dispose()
+        assert run.stop() == 0, run.output()[-3000:]
+
+
+def _signal_id(line: bytes) -> str | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value.get("signal_id") if isinstance(value, dict) else None
