@@ -141,26 +141,27 @@ def backtest(
     enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
     signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL)."),
     out: Path = typer.Option(..., "--out", help="Where to write the alert lines (JSONL)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model version to score with (default: the rules)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Model version to score with, or rules-v1 (default: the promoted model, as the stream)."
+    ),
 ) -> None:
     """Run the live pipeline's code over files, with no broker; one line per alert raised or escalated."""
-    from models.scoring import RulesScorer
+    from models.registry import scorer_for
     from streams.backtest import run_backtest
 
     settings = _settings()
     configs = _configs(settings)
     _readable(enterprises)
     _readable(signals)
-    if model not in (None, configs.rules.model_version):
-        raise CliError(f"model {model!r} is not known (available: {configs.rules.model_version})")
+    scorer = scorer_for(settings.resolved_model_dir, configs, model)  # default: what the stream uses
     try:
         handle = out.open("w", encoding="utf-8")
     except OSError as exc:
         raise CliError(f"{out}: cannot write ({exc.strerror})") from None
     with handle:
-        result = run_backtest(configs, enterprises, signals, handle, scorer=RulesScorer(configs.rules))
+        result = run_backtest(configs, enterprises, signals, handle, scorer=scorer)
     rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(result.rejected.items())) or "none"
-    typer.echo(f"{result.lines} lines: accepted {result.accepted}, rejected {sum(result.rejected.values())} ({rejected}); "
+    typer.echo(f"scored with {scorer.version}; {result.lines} lines: accepted {result.accepted}, rejected {sum(result.rejected.values())} ({rejected}); "
                f"{result.alerts} alert lines written to {out}")
 
 

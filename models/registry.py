@@ -151,3 +151,19 @@ class ModelRegistry:
         if probabilities.shape != (1, 2):
             raise ModelLoadError(f"model {version} is not a binary classifier with predict_proba")
         return estimator, card
+
+
+def scorer_for(model_dir: Path, configs, version: str | None = None):
+    """The scorer for ``version``: the rules for the rules' own version, else that model; with
+    no version, the promoted model, else the rules (the stream and backtest both use this)."""
+    from models.scoring import ModelScorer, RulesScorer
+
+    rules = RulesScorer(configs.rules)
+    if version == rules.version:
+        return rules
+    registry = ModelRegistry(model_dir)
+    version = version or registry.promoted()
+    if version is None:
+        return rules
+    estimator, card = registry.load(version)
+    return ModelScorer(estimator, card, explain_above=configs.levels.thresholds.blue)

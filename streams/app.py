@@ -30,8 +30,8 @@ from alerts.store import repo
 from alerts.store.db import Database
 from config.files import Configs
 from config.settings import Settings
-from models.registry import ModelLoadError, ModelRegistry
-from models.scoring import ModelScorer, RulesScorer, Scorer
+from models.registry import ModelLoadError, scorer_for
+from models.scoring import RulesScorer, Scorer
 from streams.pipeline import EnterpriseRecord, Envelope, Outcome, Pipeline
 
 log = logging.getLogger("laborwatch.stream")
@@ -47,13 +47,7 @@ def topic_names(settings: Settings, router: Router) -> dict[str, int]:
 
 
 def load_scorer(settings: Settings, configs: Configs, version: str | None = None) -> Scorer:
-    """The promoted model (or ``version``), else the transparent rules."""
-    registry = ModelRegistry(settings.resolved_model_dir)
-    version = version or registry.promoted()
-    if version is None:
-        return RulesScorer(configs.rules)
-    estimator, card = registry.load(version)
-    return ModelScorer(estimator, card, explain_above=configs.levels.thresholds.blue)
+    return scorer_for(settings.resolved_model_dir, configs, version)
 
 
 def _startup_scorer(settings: Settings, configs: Configs) -> Scorer:
