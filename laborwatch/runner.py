@@ -56,8 +56,10 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
             broker_url, embedded = broker.url, True
         bootstrap = broker_url.removeprefix("kafka://")
         ensure_topics(bootstrap, topic_names(settings, runtime.router))
+        metrics_port = _serve_metrics(runtime, settings, stack)
         state = {
             "pid": os.getpid(),
+            "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
             "broker": broker_url,
             "embedded_broker": embedded,
             "database": db.engine.url.render_as_string(hide_password=True),
@@ -74,11 +76,24 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
             _add_demo_feed(app, runtime, settings, echo)
         echo(f"laborwatch: broker {bootstrap}{' (embedded)' if owned else ''}, "
              f"store {state['database']}, home {home}, scoring with {runtime.pipeline.scorer.version}")
+        echo(f"laborwatch: metrics on {state['metrics_url']}")
         echo("laborwatch: running; Ctrl-C stops it")
         _run_worker(app, settings)
         failure = getattr(app, "laborwatch_failure", None)
         if failure is not None:
             raise RunError(f"the stream worker stopped on an unexpected error: {failure!r} (see the log above)")
+
+
+def _serve_metrics(runtime, settings: Settings, stack: ExitStack) -> int:
+    """Prometheus metrics on LABORWATCH_METRICS_PORT (0: any free port; run.json names it)."""
+    from prometheus_client import start_http_server
+
+    try:
+        server, _thread = start_http_server(settings.metrics_port, addr="0.0.0.0", registry=runtime.metrics.registry)
+    except OSError as exc:
+        raise RunError(f"cannot serve metrics on port {settings.metrics_port}: {exc.strerror}") from None
+    stack.callback(server.shutdown)
+    return server.server_port
 
 
 def _run_worker(app, settings: Settings) -> None:

@@ -32,7 +32,9 @@ from config.files import Configs
 from config.settings import Settings
 from models.registry import ModelLoadError, scorer_for
 from models.scoring import RulesScorer, Scorer
+from streams.metrics import Metrics
 from streams.pipeline import EnterpriseRecord, Envelope, Outcome, Pipeline
+from streams.validation import parse_timestamp
 
 log = logging.getLogger("laborwatch.stream")
 
@@ -69,14 +71,19 @@ class Runtime:
     router: Router
     registry: repo.DbRegistry
     seen: repo.DbSeenSignals
+    metrics: Metrics
 
     @classmethod
     def create(cls, settings: Settings, configs: Configs, db: Database, scorer: Scorer | None = None) -> "Runtime":
+        metrics = Metrics()
+        pipeline = Pipeline(configs, scorer or _startup_scorer(settings, configs), on_scored=metrics.observe_scoring)
+        metrics.model.info({"version": pipeline.scorer.version})
         return cls(
             settings=settings,
             configs=configs,
             db=db,
-            pipeline=Pipeline(configs, scorer or _startup_scorer(settings, configs)),
+            metrics=metrics,
+            pipeline=pipeline,
             router=Router(configs.routing),
             registry=repo.DbRegistry(db),
             seen=repo.DbSeenSignals(db),
@@ -182,6 +189,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             await asyncio.gather(*pending)
         raw = {env.coords: env.raw for env in envelopes}
         await asyncio.to_thread(repo.record_batch, runtime.db, outcome.accepted, outcome.dead_letters, raw)
+        runtime.metrics.count_outcome(outcome)
         last_event = {}
         for event, env in zip(events, envelopes):
             last_event[env.coords] = event
@@ -210,7 +218,23 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
                          value_serializer="json"), name="store-alerts")
     async def store_alerts(stream: StreamT) -> None:
         async for alert in stream:
-            await _guarded(asyncio.to_thread, repo.apply_alert, runtime.db, alert)
+            if await _guarded(asyncio.to_thread, repo.apply_alert, runtime.db, alert):
+                _observe_stored(alert)
+
+    def _observe_stored(alert: dict) -> None:
+        m = runtime.metrics
+        m.alerts_raised.labels(alert["level"], alert["category"], alert["queue"]).inc()
+        now = datetime.now(timezone.utc).timestamp()
+        m.event_lag.observe(max(0.0, now - parse_timestamp(alert["raised_at"]).timestamp()))
+        if "received_at" in alert:
+            m.arrival_lag.observe(max(0.0, now - parse_timestamp(alert["received_at"]).timestamp()))
+
+    @app.timer(10.0)
+    async def refresh_open_alerts() -> None:
+        rows = await asyncio.to_thread(repo.open_alerts_by_level_and_queue, runtime.db)
+        runtime.metrics.open_alerts.clear()
+        for (level, queue), n in rows.items():
+            runtime.metrics.open_alerts.labels(level, queue).set(n)
 
     @app.task
     async def follow_model_updates() -> None:
@@ -244,6 +268,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             log.error("model update refused, still scoring with %s: %s", runtime.pipeline.scorer.version, exc)
             return
         runtime.pipeline.scorer = scorer  # between batches: the agent awaits nothing while it scores
+        runtime.metrics.model.info({"version": version})
         log.warning("now scoring with model %s", version)
         echo_model(version)
 

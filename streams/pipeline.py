@@ -12,6 +12,7 @@ mistaken for a duplicate.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Protocol, Sequence
@@ -108,10 +109,12 @@ def dead_letter(rejection: Rejection, env: Envelope) -> dict:
 
 
 class Pipeline:
-    def __init__(self, configs: Configs, scorer: Scorer):
+    def __init__(self, configs: Configs, scorer: Scorer,
+                 on_scored: Callable[[list[float], float], None] | None = None):
         self.configs = configs
         self.scorer = scorer
         self.retention = Retention(**configs.pipeline.state.model_dump())
+        self.on_scored = on_scored  # (scores, seconds) of each batched scoring call: for metrics
 
     def process(
         self,
@@ -135,7 +138,7 @@ class Pipeline:
                 candidates.append((env, signal))
 
         first_seen = seen.lookup({(s["enterprise_id"], s["signal_id"]) for _, s in candidates})
-        pending: list[tuple[EnterpriseRecord, dict, datetime, dict[str, float]]] = []
+        pending: list[tuple[EnterpriseRecord, dict, Envelope, dict[str, float]]] = []
         for env, signal in candidates:
             eid, sid = signal["enterprise_id"], signal["signal_id"]
             record = out.records.get(eid)
@@ -163,15 +166,18 @@ class Pipeline:
             out.records[eid] = record
             first_seen[(eid, sid)] = env.coords
             out.accepted.append(AcceptedSignal(signal, observed, env))
-            pending.append((record, signal, observed, features(record.state)))
+            pending.append((record, signal, env, features(record.state)))
 
         if pending:
+            started = time.perf_counter()
             scores = self.scorer.score([feats for *_, feats in pending])
-            for (record, signal, _, _), scored in zip(pending, scores):
-                self._decide(record, signal, scored, registry, out)
+            if self.on_scored is not None:
+                self.on_scored([s.score for s in scores], time.perf_counter() - started)
+            for (record, signal, env, _), scored in zip(pending, scores):
+                self._decide(record, signal, scored, registry, out, env.received_at)
         return out
 
-    def _decide(self, record, signal, scored, registry: Registry, out: Outcome) -> None:
+    def _decide(self, record, signal, scored, registry: Registry, out: Outcome, received_at: datetime) -> None:
         eid = signal["enterprise_id"]
         labels = {k: str(v) for k, v in (registry.get(eid) or {}).items() if k in ENTERPRISE_LABELS}
         common = dict(
@@ -199,7 +205,7 @@ class Pipeline:
                 **common,
             )
             if change is not None:
-                change.extra["labels"] = labels
+                change.extra.update(labels=labels, received_at=received_at.isoformat())
                 out.alerts.append(change.to_alert())
         level = self.configs.levels.level_for(scored.score)
         if level is not None and scored.reasons:
@@ -213,5 +219,5 @@ class Pipeline:
                 **common,
             )
             if change is not None:
-                change.extra["labels"] = labels
+                change.extra.update(labels=labels, received_at=received_at.isoformat())
                 out.alerts.append(change.to_alert())

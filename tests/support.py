@@ -37,6 +37,7 @@ def base_env(home: Path, database_url: str, **extra: str) -> dict[str, str]:
         # A group of its own per test, so that no other run's offsets are ever picked up.
         LABORWATCH_APP_ID=f"lw-test-{uuid.uuid4().hex[:8]}",
         PYTHONUNBUFFERED="1",
+        LABORWATCH_METRICS_PORT="0",  # any free port; run.json names it
     )
     env.update(extra)
     return env

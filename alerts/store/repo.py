@@ -237,6 +237,16 @@ def export_dead_letters(db: Database) -> Iterator[dict]:
             }
 
 
+def open_alerts_by_level_and_queue(db: Database) -> dict[tuple[str, str], int]:
+    with db.session() as session:
+        rows = session.execute(
+            select(Alert.level, Alert.queue, func.count())
+            .where(Alert.status.not_in(("resolved", "closed")))
+            .group_by(Alert.level, Alert.queue)
+        ).all()
+    return {(level, queue): n for level, queue, n in rows}
+
+
 @dataclass(frozen=True)
 class Counts:
     accepted: int

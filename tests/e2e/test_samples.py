@@ -112,3 +112,29 @@ def test_stream_raises_the_same_alerts_as_backtest(samples_run, tmp_path):
     for alert_id, alert in last.items():
         mine = exported[alert_id]
         assert {k: v for k, v in mine.items() if k != "raised_at"} == {k: v for k, v in alert.items() if k != "raised_at"}
+
+
+def test_metrics_count_exactly_what_expected_json_says(samples_run):
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    run, db, env = samples_run
+    expected = json.loads((SAMPLES / "expected.json").read_text())
+    url = json.loads((run.home / "run.json").read_text())["metrics_url"]
+    samples = {}
+    for family in text_string_to_metric_families(urlopen(url, timeout=10).read().decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+
+    def total(name: str) -> float:
+        return sum(v for (n, _), v in samples.items() if n == name)
+
+    rejected_by_reason = {
+        dict(labels)["reason"]: v for (n, labels), v in samples.items() if n == "laborwatch_signals_rejected_total" and v
+    }
+    assert rejected_by_reason == Counter(r["reason"] for r in expected["rejected"])
+    assert total("laborwatch_signals_accepted_total") == expected["accepted"]
+    assert total("laborwatch_signals_received_total") == expected["lines"]
+    assert total("laborwatch_alerts_raised_total") >= len(expected["collective_incidents"])
+    assert ("laborwatch_model_info", (("version", "rules-v1"),)) in samples

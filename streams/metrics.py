@@ -1,0 +1,82 @@
+"""Every Prometheus metric LaborWatch exports, declared once, with bounded labels only
+(signal types, rejection reasons, levels, categories, queues, features: never an enterprise).
+
+Counts that must agree do: each input that gets a verdict counts once in ``received`` and once
+in either ``accepted`` or ``rejected``, so received = accepted + rejected exactly.
+"""
+from __future__ import annotations
+
+import json
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from streams.validation import REASONS
+
+SIGNAL_TYPES = ("wage", "utility", "inspection", "unknown")
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
+
+
+class Metrics:
+    """One set of metrics on its own registry (tests use a private one, as prometheus_client
+    recommends; ``laborwatch run`` serves the one it makes)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter("laborwatch_signals_received", "Inputs that got a verdict, by signal type.",
+                                ["type"], registry=r)
+        self.accepted = Counter("laborwatch_signals_accepted", "Inputs accepted, by signal type.", ["type"], registry=r)
+        self.rejected = Counter("laborwatch_signals_rejected", "Inputs rejected, by contract reason.",
+                                ["reason"], registry=r)
+        self.event_lag = Histogram(
+            "laborwatch_alert_event_lag_seconds",
+            "From the triggering signal's observed_at (event time) to the alert stored.",
+            buckets=LAG_BUCKETS, registry=r,
+        )
+        self.arrival_lag = Histogram(
+            "laborwatch_alert_arrival_lag_seconds",
+            "From the triggering signal's arrival at the worker to the alert stored.",
+            buckets=LAG_BUCKETS, registry=r,
+        )
+        self.batch_size = Histogram("laborwatch_scoring_batch_rows", "Rows scored together in one call.",
+                                    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500), registry=r)
+        self.scoring_seconds = Histogram("laborwatch_scoring_seconds", "Time of one batched scoring call.",
+                                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+                                         registry=r)
+        self.score = Histogram("laborwatch_score", "Calibrated dispute probabilities scored.",
+                               buckets=(0.05, 0.1, 0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=r)
+        self.alerts_raised = Counter("laborwatch_alerts_raised", "Alerts raised or escalated, as stored.",
+                                     ["level", "category", "queue"], registry=r)
+        self.open_alerts = Gauge("laborwatch_open_alerts", "Alerts not yet resolved, by level and queue.",
+                                 ["level", "queue"], registry=r)
+        self.model = Info("laborwatch_model", "The model version scoring signals.", registry=r)
+        for kind in SIGNAL_TYPES:  # every series exists from the start, at 0
+            self.received.labels(kind)
+            self.accepted.labels(kind)
+        for reason in REASONS:
+            self.rejected.labels(reason)
+
+    def count_outcome(self, outcome) -> None:
+        for item in outcome.accepted:
+            kind = item.signal["type"]
+            self.received.labels(kind).inc()
+            self.accepted.labels(kind).inc()
+        for letter in outcome.dead_letters:
+            self.received.labels(_signal_type(letter["payload"])).inc()
+            self.rejected.labels(letter["reason"]).inc()
+
+    def observe_scoring(self, scores: list[float], seconds: float) -> None:
+        self.batch_size.observe(len(scores))
+        self.scoring_seconds.observe(seconds)
+        for value in scores:
+            self.score.observe(value)
+
+
+def _signal_type(payload: str) -> str:
+    """The type a rejected input claimed, when it can be read (rejections are rare: parse)."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return "unknown"
+    kind = value.get("type") if isinstance(value, dict) else None
+    return kind if kind in SIGNAL_TYPES else "unknown"
