@@ -240,6 +240,31 @@ class PipelineConfig(_Strict):
         return self
 
 
+# --- sla.yaml --------------------------------------------------------------------------------
+class LevelSla(_Strict):
+    acknowledge_hours: float = Field(gt=0)
+    on_site_hours: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> "LevelSla":
+        if self.on_site_hours < self.acknowledge_hours:
+            raise ValueError("on_site_hours cannot come before acknowledge_hours")
+        return self
+
+
+class SlaConfig(_Strict):
+    config_version: Literal[1]
+    levels: dict[Literal["blue", "yellow", "orange", "red"], LevelSla]
+
+    @field_validator("levels")
+    @classmethod
+    def _all_levels(cls, levels: dict) -> dict:
+        missing = [level for level in LEVELS if level not in levels]
+        if missing:
+            raise ValueError(f"every level needs an SLA; missing {', '.join(missing)}")
+        return levels
+
+
 # --- loading ---------------------------------------------------------------------------------
 def _location(loc: tuple) -> str:
     return ".".join(str(p) for p in loc if p not in ("__root__",)) or "(top level)"
@@ -281,6 +306,7 @@ class Configs(BaseModel):
     rules: RulesConfig
     routing: RoutingConfig
     pipeline: PipelineConfig
+    sla: SlaConfig
 
 
 def load_configs(config_dir: Path) -> Configs:
@@ -291,6 +317,7 @@ def load_configs(config_dir: Path) -> Configs:
         rules=load_yaml(config_dir / "rules.yaml", RulesConfig),
         routing=load_yaml(config_dir / "routing.yaml", RoutingConfig),
         pipeline=load_yaml(config_dir / "pipeline.yaml", PipelineConfig),
+        sla=load_yaml(config_dir / "sla.yaml", SlaConfig),
     )
     for i, rule in enumerate(configs.rules.rules):
         named = [("feature", rule.feature)] + [(f"unless.{j}", n) for j, n in enumerate(rule.unless)]

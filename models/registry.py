@@ -40,8 +40,10 @@ class ModelCard:
     created_at: str
     metrics: dict = field(default_factory=dict)
     calibration: str = ""
-    # Values that mean "nothing unusual" per feature, for explanations (default: see neutral_row).
+    # Values that mean "nothing unusual" per feature, for explanations (default: features.NEUTRAL).
     reference: dict = field(default_factory=dict)
+    # Per feature, the training distribution (models.drift.reference_bins), for drift metrics.
+    drift: dict = field(default_factory=dict)
 
 
 def content_version(model_class: str, params: dict, feature_names: list[str], data_window: list[str],
@@ -62,7 +64,7 @@ class ModelRegistry:
     # -- writing ----------------------------------------------------------------------------
     def register(self, estimator, *, model_class: str, params: dict, feature_names: list[str], horizon_days: int,
                  data_window: list[str], data_hash: str, seed: int, metrics: dict, calibration: str,
-                 reference: dict | None = None) -> ModelCard:
+                 reference: dict | None = None, drift: dict | None = None) -> ModelCard:
         import skops.io as sio
 
         version = content_version(model_class, params, feature_names, data_window, data_hash, seed)
@@ -70,7 +72,7 @@ class ModelRegistry:
             version=version, model_class=model_class, params=params, feature_names=list(feature_names),
             horizon_days=horizon_days, data_window=list(data_window), data_hash=data_hash, seed=seed,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), metrics=metrics,
-            calibration=calibration, reference=reference or {},
+            calibration=calibration, reference=reference or {}, drift=drift or {},
         )
         folder = self.root / version
         folder.mkdir(parents=True, exist_ok=True)

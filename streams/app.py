@@ -132,6 +132,8 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
     # whatever schema the table declares.
     enterprises = app.Table("enterprise-state", default=None, partitions=settings.partitions)
 
+    processed_offsets: dict = {}  # TopicPartition -> last offset taken into a batch
+
     def load_record(enterprise_id: str) -> EnterpriseRecord | None:
         data = enterprises.get(enterprise_id)
         return EnterpriseRecord.from_dict(data) if data is not None else None
@@ -172,6 +174,8 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             )
             for e in events
         ]
+        for event in events:
+            processed_offsets[event.message.tp] = event.message.offset
         outcome: Outcome = runtime.pipeline.process(
             envelopes, registry=runtime.registry, load_record=load_record, seen=runtime.seen
         )
@@ -230,11 +234,24 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             m.arrival_lag.observe(max(0.0, now - parse_timestamp(alert["received_at"]).timestamp()))
 
     @app.timer(10.0)
-    async def refresh_open_alerts() -> None:
-        rows = await asyncio.to_thread(repo.open_alerts_by_level_and_queue, runtime.db)
-        runtime.metrics.open_alerts.clear()
-        for (level, queue), n in rows.items():
-            runtime.metrics.open_alerts.labels(level, queue).set(n)
+    async def refresh_gauges() -> None:
+        """Gauges read from the store and the consumer, not counted on the way."""
+        m = runtime.metrics
+        open_rows = await asyncio.to_thread(repo.open_alerts_by_level_and_queue, runtime.db)
+        sla = {level: s.acknowledge_hours for level, s in runtime.configs.sla.levels.items()}
+        late_rows = await asyncio.to_thread(repo.alerts_past_sla, runtime.db, sla)
+        for gauge, rows in ((m.open_alerts, open_rows), (m.past_sla, late_rows)):
+            gauge.clear()
+            for (level, queue), n in rows.items():
+                gauge.labels(level, queue).set(n)
+        m.refresh_drift(getattr(getattr(runtime.pipeline.scorer, "card", None), "drift", {}))
+        lag = 0
+        for tp in app.consumer.assignment():
+            if tp.topic == signals.get_topic_name() and tp in processed_offsets:
+                high = app.consumer.highwater(tp)  # from fetch responses: right on Tansu too
+                if high is not None:
+                    lag += max(0, high - processed_offsets[tp] - 1)
+        m.consumer_lag.labels(signals.get_topic_name()).set(lag)
 
     @app.task
     async def follow_model_updates() -> None:

@@ -7,9 +7,11 @@ in either ``accepted`` or ``rejected``, so received = accepted + rejected exactl
 from __future__ import annotations
 
 import json
+from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from models.drift import psi
 from streams.validation import REASONS
 
 SIGNAL_TYPES = ("wage", "utility", "inspection", "unknown")
@@ -50,6 +52,19 @@ class Metrics:
         self.open_alerts = Gauge("laborwatch_open_alerts", "Alerts not yet resolved, by level and queue.",
                                  ["level", "queue"], registry=r)
         self.model = Info("laborwatch_model", "The model version scoring signals.", registry=r)
+        self.last_accepted = Gauge("laborwatch_signals_last_accepted_timestamp_seconds",
+                                   "Arrival time of the newest accepted signal, by type.", ["type"], registry=r)
+        self.past_sla = Gauge("laborwatch_alerts_past_sla",
+                              "Open alerts not acknowledged within their level's SLA (config/sla.yaml).",
+                              ["level", "queue"], registry=r)
+        self.feature_psi = Gauge("laborwatch_feature_psi",
+                                 "Population stability index of each live feature against the training data.",
+                                 ["feature"], registry=r)
+        self.consumer_lag = Gauge("laborwatch_consumer_lag",
+                                  "Messages behind the high watermark, over this worker's partitions.",
+                                  ["topic"], registry=r)
+        # Live feature rows for drift, the most recent ones only.
+        self.recent_rows: deque[dict] = deque(maxlen=5000)
         for kind in SIGNAL_TYPES:  # every series exists from the start, at 0
             self.received.labels(kind)
             self.accepted.labels(kind)
@@ -61,15 +76,27 @@ class Metrics:
             kind = item.signal["type"]
             self.received.labels(kind).inc()
             self.accepted.labels(kind).inc()
+            self.last_accepted.labels(kind).set(item.envelope.received_at.timestamp())
         for letter in outcome.dead_letters:
             self.received.labels(_signal_type(letter["payload"])).inc()
             self.rejected.labels(letter["reason"]).inc()
 
-    def observe_scoring(self, scores: list[float], seconds: float) -> None:
+    def observe_scoring(self, rows, scores: list[float], seconds: float) -> None:
+        self.recent_rows.extend(rows)
         self.batch_size.observe(len(scores))
         self.scoring_seconds.observe(seconds)
         for value in scores:
             self.score.observe(value)
+
+
+    def refresh_drift(self, drift_reference: dict) -> None:
+        """PSI of each feature over the recent rows against the model's training reference."""
+        self.feature_psi.clear()
+        if not drift_reference or not self.recent_rows:
+            return
+        rows = list(self.recent_rows)
+        for feature, reference in drift_reference.items():
+            self.feature_psi.labels(feature).set(psi(reference, [row[feature] for row in rows]))
 
 
 def _signal_type(payload: str) -> str:

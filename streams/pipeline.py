@@ -110,11 +110,11 @@ def dead_letter(rejection: Rejection, env: Envelope) -> dict:
 
 class Pipeline:
     def __init__(self, configs: Configs, scorer: Scorer,
-                 on_scored: Callable[[list[float], float], None] | None = None):
+                 on_scored: Callable[[Sequence[dict], list[float], float], None] | None = None):
         self.configs = configs
         self.scorer = scorer
         self.retention = Retention(**configs.pipeline.state.model_dump())
-        self.on_scored = on_scored  # (scores, seconds) of each batched scoring call: for metrics
+        self.on_scored = on_scored  # (rows, scores, seconds) of each batched scoring call: metrics
 
     def process(
         self,
@@ -170,9 +170,10 @@ class Pipeline:
 
         if pending:
             started = time.perf_counter()
-            scores = self.scorer.score([feats for *_, feats in pending])
+            rows = [feats for *_, feats in pending]
+            scores = self.scorer.score(rows)
             if self.on_scored is not None:
-                self.on_scored([s.score for s in scores], time.perf_counter() - started)
+                self.on_scored(rows, [s.score for s in scores], time.perf_counter() - started)
             for (record, signal, env, _), scored in zip(pending, scores):
                 self._decide(record, signal, scored, registry, out, env.received_at)
         return out

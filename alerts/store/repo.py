@@ -247,6 +247,28 @@ def open_alerts_by_level_and_queue(db: Database) -> dict[tuple[str, str], int]:
     return {(level, queue): n for level, queue, n in rows}
 
 
+def alerts_past_sla(db: Database, acknowledge_hours: dict[str, float], now: datetime | None = None) -> dict[tuple[str, str], int]:
+    """Open alerts still `new` longer than their level's acknowledgement SLA, by level and queue;
+    the clock starts when the alert was first stored."""
+    now = now or _now()
+    first_stored = (
+        select(AlertChange.alert_id, func.min(AlertChange.recorded_at).label("stored_at"))
+        .group_by(AlertChange.alert_id).subquery()
+    )
+    with db.session() as session:
+        rows = session.execute(
+            select(Alert.level, Alert.queue, first_stored.c.stored_at)
+            .join(first_stored, first_stored.c.alert_id == Alert.alert_id)
+            .where(Alert.status == "new")
+        ).all()
+    late: dict[tuple[str, str], int] = {}
+    for level, queue, stored_at in rows:
+        stored_at = stored_at if stored_at.tzinfo else stored_at.replace(tzinfo=timezone.utc)
+        if (now - stored_at).total_seconds() > acknowledge_hours[level] * 3600:
+            late[(level, queue)] = late.get((level, queue), 0) + 1
+    return late
+
+
 @dataclass(frozen=True)
 class Counts:
     accepted: int

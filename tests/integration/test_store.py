@@ -91,3 +91,18 @@ def test_alert_revisions_apply_once_and_in_order(database_url):
     assert [tuple(h) for h in history] == [(1, "yellow"), (2, "red")] and n == 2
     assert queues == {"street:shajing", "district:baoan-command"}
     db.dispose()
+
+
+def test_alerts_past_their_acknowledgement_sla(database_url):
+    from datetime import timedelta
+
+    from alerts.store.repo import alerts_past_sla
+
+    db = Database(database_url)
+    apply_alert(db, _alert(1, "red"))
+    sla = {"red": 2, "orange": 8, "yellow": 24, "blue": 72}
+    soon, later = datetime.now(timezone.utc) + timedelta(hours=1), datetime.now(timezone.utc) + timedelta(hours=3)
+    assert alerts_past_sla(db, sla, now=soon) == {}
+    assert alerts_past_sla(db, sla, now=later) == {("red", "street:shajing"): 1}
+    assert alerts_past_sla(db, {**sla, "red": 4}, now=later) == {}
+    db.dispose()

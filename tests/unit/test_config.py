@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from config.files import ConfigError, Configs, load_configs
 from config.settings import CONFIG_DIR, Settings
 
-YAML_FILES = ("levels.yaml", "rules.yaml", "routing.yaml", "pipeline.yaml")
+YAML_FILES = ("levels.yaml", "rules.yaml", "routing.yaml", "pipeline.yaml", "sla.yaml")
 
 
 # --- the shipped files -------------------------------------------------------------------------
@@ -66,6 +66,8 @@ BAD_EDITS = [
     ("probability-1.5", "levels.yaml", _set(("thresholds", "red"), 1.5), "thresholds.red:"),
     ("unknown-key", "levels.yaml", _set(("thresholds", "purple"), 0.5), "thresholds.purple:"),
     ("unknown-top-key", "pipeline.yaml", _set(("retention",), 3), "retention:"),
+    ("sla-negative-hours", "sla.yaml", _set(("levels", "red", "acknowledge_hours"), -1), "levels.red.acknowledge_hours:"),
+    ("sla-unknown-level", "sla.yaml", _set(("levels", "purple"), {"acknowledge_hours": 1, "on_site_hours": 2}), "levels.purple"),
     ("config-version", "rules.yaml", _set(("config_version",), 2), "config_version:"),
     ("receiver-upper-case", "routing.yaml", _add_receiver, "receivers:"),
     ("route-unknown-receiver", "routing.yaml",
