@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast demo lock clean
+.PHONY: install tools run test test-fast demo lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +16,20 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+## make tools: programs the tests drive that are not Python packages (promtool, from Debian's
+## prometheus package), installed when missing.
+tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+	  || { echo "promtool is needed by the monitoring tests: install Debian's prometheus package" >&2; exit 1; }; }
+
 ## make run: the whole system on the embedded broker and SQLite, fed by the demo world.
 run: install
 	$(BIN)/laborwatch run
 
 ## make test: the whole suite (unit, integration on a real broker and database, end to end).
-test: install
+test: install tools
 	$(BIN)/python -m pytest
 
 ## make test-fast: unit tests only.
