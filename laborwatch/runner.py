@@ -107,6 +107,7 @@ def _run_worker(app, settings: Settings) -> None:
         quiet=True,
         redirect_stdouts=False,
     )
+    worker.spinner = None  # its terminal codes garble the console summary and captured logs
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
