@@ -1,0 +1,109 @@
+"""`laborwatch models train` and `laborwatch models evaluate VERSION` (the contract's CLI.md);
+registered on the `models` group in laborwatch/cli.py.
+
+Progress goes to stderr; `train` prints the registered version as the last line of stdout.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+def _inputs(enterprises: Path, signals: Path, disputes: Path) -> None:
+    from laborwatch.cli import _readable
+
+    for path in (enterprises, signals, disputes):
+        _readable(path)
+
+
+def train_model(
+    enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
+    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL, arrival order)."),
+    disputes: Path = typer.Option(..., "--disputes", help="Disputes file (JSONL): the labels."),
+    horizon_days: int = typer.Option(60, "--horizon-days", min=1, max=730, help="Label: a dispute within this many days."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the estimators."),
+    every_days: int = typer.Option(7, "--every-days", min=1, help="Days between as-of dates (Mondays)."),
+) -> None:
+    """Train, calibrate and register a model on point-in-time weekly snapshots; print its version last."""
+    from laborwatch.cli import CliError, _configs, _settings
+    from models.features import FEATURE_NAMES
+    from models.registry import ModelRegistry
+    from models.snapshots import build_snapshots, rich_progress
+    from models.train import data_hash, train
+
+    settings = _settings()
+    configs = _configs(settings)
+    _inputs(enterprises, signals, disputes)
+    try:
+        with rich_progress() as progress:
+            snapshots = build_snapshots(enterprises, signals, configs=configs, every_days=every_days, progress=progress)
+            y, mask = snapshots.labels(disputes, horizon_days)
+            result = train(snapshots, y, mask, horizon_days=horizon_days, seed=seed, progress=progress)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    card = ModelRegistry(settings.resolved_model_dir).register(
+        result.estimator,
+        model_class=result.model_class,
+        params=result.params,
+        feature_names=list(FEATURE_NAMES),
+        horizon_days=horizon_days,
+        data_window=result.data_window,
+        data_hash=data_hash(enterprises, signals, disputes, horizon_days=horizon_days, every_days=every_days),
+        seed=seed,
+        metrics=result.metrics,
+        calibration=result.calibration,
+    )
+    for name in ("selection", "holdout"):
+        figures = result.metrics[name]
+        shown = ", ".join(f"{k} {figures[k]:.3f}" for k in ("pr_auc", "roc_auc", "brier") if figures.get(k) is not None)
+        typer.echo(f"{name} fold {result.folds.get('calibration' if name == 'selection' else name)}: "
+                   f"{figures['positives']} of {figures['rows']} rows positive; {shown}", err=True)
+    typer.echo(f"chose {result.model_class} {result.params} from {len(result.candidates)} candidates; "
+               f"registered in {settings.resolved_model_dir}", err=True)
+    typer.echo(card.version)
+
+
+def evaluate_model(
+    version: str = typer.Argument(..., help="Model version (laborwatch models list), or rules-v1."),
+    enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
+    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL, arrival order)."),
+    disputes: Path = typer.Option(..., "--disputes", help="Disputes file (JSONL)."),
+    report: Path = typer.Option(..., "--report", help="Folder for metrics.json and report.html."),
+) -> None:
+    """Evaluate VERSION against the rules on these files; write REPORT/metrics.json and REPORT/report.html."""
+    from laborwatch.cli import CliError, _configs, _settings
+    from models.evaluate import evaluate, load_evaluation_config
+    from models.registry import ModelLoadError, scorer_for
+    from models.scoring import RulesScorer
+    from models.snapshots import rich_progress
+
+    settings = _settings()
+    configs = _configs(settings)
+    evaluation = load_evaluation_config(settings.config_dir / "evaluation.yaml")
+    _inputs(enterprises, signals, disputes)
+    try:
+        scorer = scorer_for(settings.resolved_model_dir, configs, version)
+    except ModelLoadError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        report.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"{report}: cannot create ({exc.strerror})") from None
+    try:
+        with rich_progress() as progress:
+            result = evaluate(scorer, RulesScorer(configs.rules), enterprises, signals, disputes, report, configs,
+                              evaluation.capacity_per_week, progress=progress)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    except OSError as exc:
+        raise CliError(f"{report}: cannot write ({exc.strerror})") from None
+    for target in result["targets"]:
+        typer.echo(f"{target['figure']:<32} target {target['target']:<8} model {_short(target['model']):>8}  "
+                   f"rules {_short(target['rules']):>8}")
+    typer.echo(f"wrote {report / 'metrics.json'} and {report / 'report.html'}")
+
+
+def _short(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

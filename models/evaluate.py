@@ -1,0 +1,427 @@
+"""Evaluation of a scorer against the rules, as inspectors would live with it.
+
+Both scorers run inside the pipeline over the same files (``models.snapshots.Replay``, the very
+code of the stream and ``backtest``), so the alert levels and their dates are the ones the stream
+would raise. On the way, weekly point-in-time snapshots (Mondays 00:00 China time) are read and
+scored by both, with labels "a dispute within the model's horizon".
+
+Figures, for the model and the rules side by side:
+
+* ranking on weekly snapshots: ROC-AUC, PR-AUC (average precision), Brier score; precision and
+  recall at the top k per week and street, k the street's weekly inspection capacity
+  (``config/evaluation.yaml``), among the enterprises still worth a warning (``Snapshots.labels``);
+* warning: for each enterprise's first dispute, the lead time from its first yellow-or-higher
+  risk alert (negative or none: not warned), its distribution and median, and the share of
+  disputes warned at least 14 days ahead;
+* false alarms: the share of enterprises with no dispute in the data that reach yellow or higher;
+  of those reaching orange or red, the share with a dispute within 120 days of the first orange+
+  alert (before or after it; enterprises whose 120 days run past the data with no dispute yet are
+  left out, their outcome is unknown); orange/red alerts raised during the Spring Festival
+  shutdown on enterprises with no dispute.
+
+Collective-incident alerts (30+ workers acting together) are left out of these figures: they are
+raised by the incident itself, not by a scorer. When a ``truth.json`` (the simulator's) lies
+beside the disputes file, the false-alarm figures are also given for its "healthy" enterprises.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import statistics
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from alerts.levels import LEVEL_RANK
+from config.files import Configs, load_yaml
+from models.calendar import CHINA_TZ, in_shutdown
+from models.features import FEATURE_NAMES
+from models.scoring import Scorer
+from models.snapshots import SILENT, Progress, Snapshots, read_disputes, replay_with_snapshots
+from models.train import metrics as ranking_metrics
+
+WARNED_DAYS = 14
+ORANGE_WINDOW_DAYS = 120
+SCORE_CHUNK = 5000
+
+
+# --- config/evaluation.yaml ----------------------------------------------------------------------
+class Capacity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    default: int = Field(ge=0)
+    streets: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+
+    def for_street(self, street: str) -> int:
+        return self.streets.get(street, self.default)
+
+
+class EvaluationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    config_version: Literal[1]
+    capacity_per_week: Capacity
+
+
+def load_evaluation_config(path: Path) -> EvaluationConfig:
+    """The evaluation config; a bad one raises ``config.files.ConfigError`` naming file and key."""
+    return load_yaml(path, EvaluationConfig)
+
+
+# --- the figures ---------------------------------------------------------------------------------
+def _day(iso: str) -> int:
+    return datetime.fromisoformat(iso).astimezone(CHINA_TZ).date().toordinal()
+
+
+def first_alert_days(alerts: Sequence[dict], rank: int) -> dict[str, int]:
+    """enterprise -> local day of its first risk alert event at ``rank`` or higher."""
+    first: dict[str, int] = {}
+    for alert in alerts:
+        if alert["category"] == "risk" and LEVEL_RANK[alert["level"]] >= rank:
+            day = _day(alert["raised_at"])
+            if alert["enterprise_id"] not in first or day < first[alert["enterprise_id"]]:
+                first[alert["enterprise_id"]] = day
+    return first
+
+
+def top_k(snaps: Snapshots, scores: np.ndarray, y: np.ndarray, mask: np.ndarray, capacity: Capacity) -> dict:
+    """Precision and recall at the top k, every week and in every street (k its capacity)."""
+    hits_total = chosen_total = 0
+    weeks = []
+    for day in np.unique(snaps.as_of[mask]):
+        week = mask & (snaps.as_of == day)
+        hits = chosen = 0
+        for street in np.unique(snaps.streets[week]):
+            rows = np.flatnonzero(week & (snaps.streets == street))
+            k = capacity.for_street(str(street))
+            # Highest score first; ties in registry order of the id, so the result is repeatable.
+            order = sorted(rows, key=lambda i: (-scores[i], snaps.enterprise_ids[i]))[:k]
+            hits += int(y[order].sum())
+            chosen += len(order)
+        positives = int(y[week].sum())
+        weeks.append({"as_of": date.fromordinal(int(day)).isoformat(), "visited": chosen, "hits": hits,
+                      "positives": positives, "precision": hits / chosen if chosen else None,
+                      "recall": hits / positives if positives else None})
+        hits_total += hits
+        chosen_total += chosen
+    positives_total = int(y[mask].sum())
+    return {
+        "precision_at_k": hits_total / chosen_total if chosen_total else None,
+        "recall_at_k": hits_total / positives_total if positives_total else None,
+        "visits": chosen_total,
+        "weeks": weeks,
+    }
+
+
+def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
+                    last_day: int, healthy: set[str] | None = None) -> dict:
+    yellow = first_alert_days(alerts, LEVEL_RANK["yellow"])
+    orange = first_alert_days(alerts, LEVEL_RANK["orange"])
+    first_dispute = {eid: days[0] for eid, days in disputes.items() if eid in enterprises and days}
+
+    leads: dict[str, int | None] = {}
+    for eid, day in sorted(first_dispute.items()):
+        alert = yellow.get(eid)
+        leads[eid] = day - alert if alert is not None and alert <= day else None
+    warned = [lead for lead in leads.values() if lead is not None]
+    n = len(leads)
+
+    calm = enterprises - set(disputes)
+    orange_known = {}
+    for eid, day in orange.items():
+        near = any(abs(d - day) <= ORANGE_WINDOW_DAYS for d in disputes.get(eid, ()))
+        if near or day + ORANGE_WINDOW_DAYS <= last_day:
+            orange_known[eid] = near
+    shutdown = [
+        a for a in alerts
+        if a["category"] == "risk" and LEVEL_RANK[a["level"]] >= LEVEL_RANK["orange"]
+        and a["enterprise_id"] in calm and in_shutdown(_day(a["raised_at"]))
+    ]
+    out = {
+        "disputes": n,
+        "lead_days": [leads[e] for e in sorted(leads)],
+        "lead_days_median": statistics.median(warned) if warned else None,
+        "lead_days_median_all": statistics.median([lead or 0 for lead in leads.values()]) if n else None,
+        "warned_share": len(warned) / n if n else None,
+        "warned_14d_share": sum(lead >= WARNED_DAYS for lead in warned) / n if n else None,
+        "no_dispute_enterprises": len(calm),
+        "false_alarm_share": len(calm & set(yellow)) / len(calm) if calm else None,
+        "orange_red_enterprises": len(orange),
+        "orange_red_outcome_known": len(orange_known),
+        "orange_red_dispute_120d_share": (sum(orange_known.values()) / len(orange_known)) if orange_known else None,
+        "shutdown_orange_red_no_dispute": len(shutdown),
+        "shutdown_orange_red_no_dispute_enterprises": len({a["enterprise_id"] for a in shutdown}),
+        "alert_events": sum(a["category"] == "risk" for a in alerts),
+    }
+    if healthy is not None:
+        healthy = healthy & enterprises
+        out["healthy_enterprises"] = len(healthy)
+        out["healthy_false_alarm_share"] = len(healthy & set(yellow)) / len(healthy) if healthy else None
+        out["healthy_orange_red"] = len(healthy & set(orange))
+        out["healthy_shutdown_orange_red"] = sum(a["enterprise_id"] in healthy for a in shutdown)
+    return out
+
+
+def _scores(scorer: Scorer, snaps: Snapshots, progress: Progress, name: str) -> np.ndarray:
+    estimator = getattr(scorer, "estimator", None)
+    advance = progress.step(f"scoring weekly snapshots ({name})", len(snaps))
+    out = np.empty(len(snaps))
+    for start in range(0, len(snaps), SCORE_CHUNK):
+        stop = min(start + SCORE_CHUNK, len(snaps))
+        if estimator is not None:  # what ModelScorer.score returns, without the reasons
+            out[start:stop] = np.round(estimator.predict_proba(snaps.X[start:stop])[:, 1], 6)
+        else:
+            out[start:stop] = [s.score for s in scorer.score(snaps.rows(np.arange(start, stop)))]
+        advance(stop - start)
+    return out
+
+
+def _truth_healthy(disputes_path: Path) -> set[str] | None:
+    path = disputes_path.parent / "truth.json"
+    try:
+        truth = json.loads(path.read_text())
+        return {eid for eid, t in truth.items() if t.get("scenario") == "healthy"}
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: Path, disputes: Path,
+             report_dir: Path, configs: Configs, capacity: Capacity, *, horizon_days: int | None = None,
+             progress: Progress = SILENT, importance_repeats: int = 5, seed: int = 0) -> dict:
+    """Write ``report_dir/metrics.json`` and ``report_dir/report.html``; return the metrics."""
+    horizon = horizon_days or getattr(getattr(scorer, "card", None), "horizon_days", None) or 60
+    found = read_disputes(disputes)
+    snaps, model_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=scorer,
+                                             progress=_Prefixed(progress, scorer.version))
+    _, rules_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=rules_scorer,
+                                         as_of_dates=[], progress=_Prefixed(progress, rules_scorer.version))
+    y, mask = snaps.labels(found, horizon)
+    scores = {"model": _scores(scorer, snaps, progress, scorer.version),
+              "rules": _scores(rules_scorer, snaps, progress, rules_scorer.version)}
+    known = set(model_run.records)  # enterprises with any accepted signal
+    healthy = _truth_healthy(disputes)
+
+    result: dict = {
+        "horizon_days": horizon,
+        "capacity_per_week": capacity.model_dump(),
+        "data": {
+            "enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
+            "first_day": date.fromordinal(snaps.first_day).isoformat(),
+            "last_day": date.fromordinal(snaps.last_day).isoformat(),
+            "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum()),
+            "as_of_dates": len(snaps.as_of_dates), "signals_accepted": model_run.accepted,
+            "signals_rejected": dict(model_run.rejected),
+        },
+    }
+    for name, run, version in (("model", model_run, scorer.version), ("rules", rules_run, rules_scorer.version)):
+        p = scores[name]
+        figures = {"version": version, **ranking_metrics(y[mask], p[mask])}
+        figures.update(top_k(snaps, p, y, mask, capacity))
+        figures.update(warning_figures(run.alerts, found, known, snaps.last_day, healthy))
+        result[name] = figures
+    m, r = result["model"]["pr_auc"], result["rules"]["pr_auc"]
+    result["pr_auc_ratio"] = m / r if m is not None and r else None
+    result["targets"] = targets(result)
+
+    estimator = getattr(scorer, "estimator", None)
+    importance = None
+    if estimator is not None and 0 < y[mask].sum() < mask.sum():
+        importance = permutation(estimator, snaps.X[mask], y[mask], importance_repeats, seed, progress)
+        result["model"]["permutation_importance"] = importance
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    advance = progress.step("writing report.html", 1)
+    (report_dir / "report.html").write_text(render_html(result, snaps, y, mask, scores, importance), encoding="utf-8")
+    advance(1)
+    return result
+
+
+class _Prefixed(Progress):
+    def __init__(self, inner: Progress, name: str) -> None:
+        self.inner, self.name = inner, name
+
+    def step(self, description: str, total):
+        return self.inner.step(f"{description} ({self.name})", total)
+
+
+def permutation(estimator, X: np.ndarray, y: np.ndarray, repeats: int, seed: int, progress: Progress) -> dict:
+    """Permutation feature importance: the fall in average precision when a feature is shuffled."""
+    from sklearn.inspection import permutation_importance
+
+    advance = progress.step("permutation feature importance", 1)
+    found = permutation_importance(estimator, X, y, scoring="average_precision", n_repeats=repeats,
+                                   random_state=seed)
+    advance(1)
+    out = {name: {"mean": float(found.importances_mean[j]), "std": float(found.importances_std[j])}
+           for j, name in enumerate(FEATURE_NAMES)}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["mean"]))
+
+
+# --- targets (issue 3) ---------------------------------------------------------------------------
+TARGETS = (
+    ("warned_14d_share", ">=", 0.80, "disputes warned (yellow+) 14+ days ahead"),
+    ("lead_days_median", ">=", 30, "median lead time of warned disputes, days"),
+    ("orange_red_dispute_120d_share", ">=", 0.50, "orange/red enterprises with a dispute within 120 days"),
+    ("shutdown_orange_red_no_dispute", "==", 0, "orange/red during the Spring Festival shutdown, no-dispute enterprises"),
+    ("false_alarm_share", "<=", 0.20, "no-dispute enterprises reaching yellow+"),
+)
+
+
+def targets(result: dict) -> list[dict]:
+    out = []
+    for key, op, bound, text in TARGETS:
+        row = {"figure": key, "target": f"{op} {bound}", "meaning": text}
+        for name in ("model", "rules"):
+            value = result[name].get(key)
+            row[name] = value
+            row[f"{name}_met"] = None if value is None else {">=": value >= bound, "<=": value <= bound, "==": value == bound}[op]
+        out.append(row)
+    ratio = result.get("pr_auc_ratio")
+    out.append({"figure": "pr_auc_ratio", "target": ">= 1.5", "meaning": "PR-AUC of the model over the rules'",
+                "model": ratio, "model_met": None if ratio is None else ratio >= 1.5, "rules": None, "rules_met": None})
+    return out
+
+
+# --- report.html ---------------------------------------------------------------------------------
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _plots(result: dict, snaps: Snapshots, y: np.ndarray, mask: np.ndarray, scores: dict,
+           importance: dict | None) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve
+
+    names = {"model": result["model"]["version"], "rules": result["rules"]["version"]}
+    out = []
+    yt = y[mask]
+    both = 0 < yt.sum() < len(yt)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for key, p in scores.items():
+        if both:
+            precision, recall, _ = precision_recall_curve(yt, p[mask])
+            ax.step(recall, precision, where="post", label=f"{names[key]} (PR-AUC {result[key]['pr_auc']:.3f})")
+    if both:
+        ax.axhline(yt.mean(), color="grey", ls=":", label=f"base rate {yt.mean():.3f}")
+    else:
+        ax.text(0.5, 0.5, "no dispute (or only disputes) in the labelled weeks", ha="center")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, weekly snapshots", xlim=(0, 1), ylim=(0, 1.02))
+    if both:
+        ax.legend(loc="upper right", fontsize=8)
+    out.append(("Precision-recall", _png(fig)))
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfectly calibrated")
+    for key, p in scores.items():
+        if both:
+            true, predicted = calibration_curve(yt, p[mask], n_bins=10, strategy="uniform")
+            ax.plot(predicted, true, marker="o", label=names[key])
+    ax.set(xlabel="mean predicted probability", ylabel=f"share with a dispute within {result['horizon_days']} days",
+           title="Calibration (10 equal-width bins)", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=8)
+    out.append(("Calibration", _png(fig)))
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key in scores:
+        weeks = result[key]["weeks"]
+        ax.plot([date.fromisoformat(w["as_of"]) for w in weeks],
+                [np.nan if w["precision"] is None else w["precision"] for w in weeks], marker=".", label=names[key])
+    ax.set(ylabel="precision at k", title="Precision at the top k per street, by week", ylim=(0, 1.02))
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    out.append(("Precision at k by week", _png(fig)))
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    leads = {key: [d for d in result[key]["lead_days"] if d is not None] for key in scores}
+    top = max([60, *(max(v) for v in leads.values() if v)])
+    bins = np.arange(0, top + 15, 14)
+    ax.hist([leads[k] for k in scores], bins=bins, label=[
+        f"{names[k]} (warned {len(leads[k])} of {result[k]['disputes']})" for k in scores])
+    ax.axvline(WARNED_DAYS, color="grey", ls=":")
+    ax.set(xlabel="days from the first yellow+ alert to the dispute", ylabel="disputes", title="Lead time")
+    ax.legend(fontsize=8)
+    out.append(("Lead time", _png(fig)))
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    if importance:
+        items = list(importance.items())[::-1]
+        ax.barh([k for k, _ in items], [v["mean"] for _, v in items], xerr=[v["std"] for _, v in items], color="tab:blue")
+    else:
+        ax.text(0.5, 0.5, "no estimator or no positives: not computed", ha="center")
+    ax.set(xlabel="fall in average precision when shuffled", title=f"Permutation importance ({names['model']})")
+    ax.tick_params(axis="y", labelsize=7)
+    out.append(("Permutation feature importance", _png(fig)))
+    return out
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return html.escape(str(value))
+
+
+SUMMARY_KEYS = (
+    "roc_auc", "pr_auc", "brier", "precision_at_k", "recall_at_k", "disputes", "warned_share", "warned_14d_share",
+    "lead_days_median", "lead_days_median_all", "false_alarm_share", "orange_red_enterprises",
+    "orange_red_dispute_120d_share", "shutdown_orange_red_no_dispute", "healthy_false_alarm_share",
+    "healthy_orange_red", "alert_events",
+)
+
+
+def render_html(result: dict, snaps: Snapshots, y: np.ndarray, mask: np.ndarray, scores: dict,
+                importance: dict | None) -> str:
+    plots = _plots(result, snaps, y, mask, scores, importance)
+    m, r = result["model"], result["rules"]
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{_fmt(m.get(k))}</td><td>{_fmt(r.get(k))}</td></tr>"
+        for k in SUMMARY_KEYS if k in m or k in r
+    )
+    goals = "".join(
+        f"<tr><td>{html.escape(t['meaning'])}</td><td>{html.escape(t['target'])}</td>"
+        f"<td class='{'ok' if t['model_met'] else 'no'}'>{_fmt(t['model'])}</td>"
+        f"<td>{_fmt(t['rules'])}</td></tr>"
+        for t in result["targets"]
+    )
+    data = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in result["data"].items())
+    figures = "".join(
+        f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'><figcaption>{html.escape(title)}"
+        "</figcaption></figure>" for title, png in plots
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>LaborWatch evaluation: {html.escape(m['version'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px solid #ccc; padding: .25rem .6rem; }}
+th {{ background: #f3f3f3; }} td.ok {{ background: #e5f5e0; }} td.no {{ background: #fde0dd; }}
+figure {{ display: inline-block; margin: 1rem; vertical-align: top; }} figcaption {{ text-align: center; }}
+</style></head><body>
+<h1>Evaluation of {html.escape(m['version'])} against {html.escape(r['version'])}</h1>
+<p>Horizon {result['horizon_days']} days; weekly snapshots on Mondays 00:00 China time; alert levels from the
+pipeline replayed over the files exactly as the stream would raise them.
+PR-AUC ratio model/rules: <b>{_fmt(result['pr_auc_ratio'])}</b>.</p>
+<h2>Targets</h2>
+<table><tr><th>figure</th><th>target</th><th>{html.escape(m['version'])}</th><th>{html.escape(r['version'])}</th></tr>{goals}</table>
+<h2>Figures</h2>
+<table><tr><th>figure</th><th>{html.escape(m['version'])}</th><th>{html.escape(r['version'])}</th></tr>{rows}</table>
+<h2>Data</h2><table>{data}</table>
+<h2>Plots</h2>
+{figures}
+</body></html>
+"""

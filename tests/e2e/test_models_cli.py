@@ -1,0 +1,67 @@
+"""`laborwatch models train` then `laborwatch models evaluate` as processes, on simulated worlds."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+
+import pytest
+
+from models.simulate import simulate_world
+from tests.support import base_env, cli
+
+SCORER_KEYS = (
+    "version", "roc_auc", "pr_auc", "brier", "precision_at_k", "recall_at_k", "lead_days", "lead_days_median",
+    "warned_14d_share", "false_alarm_share", "orange_red_dispute_120d_share", "shutdown_orange_red_no_dispute",
+)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models-cli")
+    env = base_env(root / "home", f"sqlite:///{root / 'home' / 'laborwatch.db'}")
+    if any(cli(["models", name, "--help"], env, check=False).returncode for name in ("train", "evaluate")):
+        pytest.skip("`models train` / `models evaluate` are not registered in laborwatch/cli.py yet")
+    simulate_world(root / "train", firms=40, months=10, seed=5)
+    simulate_world(root / "eval", firms=30, months=6, seed=6, start=date(2025, 7, 1))
+    return root, env
+
+
+def _files(folder) -> list[str]:
+    return ["--enterprises", str(folder / "enterprises.csv"), "--signals", str(folder / "signals.jsonl"),
+            "--disputes", str(folder / "disputes.jsonl")]
+
+
+def test_train_then_evaluate(setup):
+    root, env = setup
+    trained = cli(["models", "train", *_files(root / "train"), "--horizon-days", "60", "--seed", "1"], env, timeout=300)
+    version = trained.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"m-[0-9a-f]{16}", version), trained.stdout
+    card = json.loads((root / "home" / "models" / version / "card.json").read_text())
+    assert card["horizon_days"] == 60 and card["seed"] == 1 and card["calibration"] in ("isotonic", "sigmoid")
+    assert card["model_class"] in ("LogisticRegression", "HistGradientBoostingClassifier")
+    assert card["data_window"][0] < card["data_window"][1]
+
+    again = cli(["models", "train", *_files(root / "train"), "--seed", "1"], env, timeout=300)
+    assert again.stdout.strip().splitlines()[-1] == version  # same data, same settings: same version
+
+    report = root / "report"
+    cli(["models", "evaluate", version, *_files(root / "eval"), "--report", str(report)], env, timeout=300)
+    metrics = json.loads((report / "metrics.json").read_text())
+    for scorer in ("model", "rules"):
+        missing = [k for k in SCORER_KEYS if k not in metrics[scorer]]
+        assert not missing, f"{scorer}: {missing}"
+    assert metrics["model"]["version"] == version and metrics["rules"]["version"] == "rules-v1"
+    assert "pr_auc_ratio" in metrics and metrics["targets"]
+    page = (report / "report.html").read_text()
+    assert page.count("<img") == 5 and page.count("data:image/png;base64,") == 5
+
+
+def test_expected_failures_are_one_line(setup):
+    root, env = setup
+    missing = cli(["models", "train", "--enterprises", str(root / "nope.csv"), "--signals", str(root / "nope.jsonl"),
+                   "--disputes", str(root / "nope.jsonl")], env, check=False)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no such file" in missing.stderr
+    unknown = cli(["models", "evaluate", "m-0000000000000000", *_files(root / "eval"), "--report", str(root / "r")],
+                  env, check=False)
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "not in the registry" in unknown.stderr
