@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools run test test-fast demo lock clean
+.PHONY: install tools run test test-fast model lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,17 @@ test: install tools
 test-fast: install
 	$(BIN)/python -m pytest tests/unit
 
-## make demo: regenerate the demo world shipped in demo/ (deterministic).
-demo: install
-	$(BIN)/laborwatch simulate demo --firms 40 --months 8 --seed 2024 --start 2024-09-01
+## make model: the shipped default model, reproducibly: a simulated district of 120 firms over
+## 24 months (seed 7), trained and promoted into models/shipped/, which `run` scores with.
+MODEL_WORLD := var/model-world
+model: install
+	rm -rf $(MODEL_WORLD) models/shipped
+	$(BIN)/laborwatch simulate $(MODEL_WORLD) --firms 120 --months 24 --seed 7 --start 2023-07-01
+	LABORWATCH_MODEL_DIR=models/shipped $(BIN)/laborwatch models train --seed 0 \
+	  --enterprises $(MODEL_WORLD)/enterprises.csv --signals $(MODEL_WORLD)/signals.jsonl \
+	  --disputes $(MODEL_WORLD)/disputes.jsonl | tail -n 1 > $(MODEL_WORLD)/version
+	LABORWATCH_MODEL_DIR=models/shipped LABORWATCH_HOME=$(MODEL_WORLD) \
+	  $(BIN)/laborwatch models promote "$$(cat $(MODEL_WORLD)/version)"
 
 ## make lock: re-pin requirements.lock from a fresh resolution of pyproject.toml.
 lock:
@@ -51,3 +59,9 @@ lock:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache test-artifacts
+
+## make bench: signals/s of a bare Faust agent vs the full pipeline on the embedded broker, alert
+## latency, and scoring cost per row batched vs single-row (figures also in benchmarks/last-run.json).
+.PHONY: bench
+bench: install
+	$(BIN)/python -m benchmarks.pipeline

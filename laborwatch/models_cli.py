@@ -27,6 +27,7 @@ def train_model(
     """Train, calibrate and register a model on point-in-time weekly snapshots; print its version last."""
     from laborwatch.cli import CliError, _configs, _settings
     from models.features import FEATURE_NAMES
+    from models.drift import reference_bins
     from models.registry import ModelRegistry
     from models.snapshots import build_snapshots, rich_progress
     from models.train import data_hash, train
@@ -52,6 +53,8 @@ def train_model(
         seed=seed,
         metrics=result.metrics,
         calibration=result.calibration,
+        # The distribution the model learned from, so that workers can measure drift (PSI).
+        drift=reference_bins(snapshots.X[mask], list(FEATURE_NAMES)),
     )
     for name in ("selection", "holdout"):
         figures = result.metrics[name]

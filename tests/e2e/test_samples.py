@@ -137,4 +137,7 @@ def test_metrics_count_exactly_what_expected_json_says(samples_run):
     assert total("laborwatch_signals_accepted_total") == expected["accepted"]
     assert total("laborwatch_signals_received_total") == expected["lines"]
     assert total("laborwatch_alerts_raised_total") >= len(expected["collective_incidents"])
-    assert ("laborwatch_model_info", (("version", "rules-v1"),)) in samples
+    from models.registry import ModelRegistry
+
+    serving = ModelRegistry(run.home / "models").promoted() or "rules-v1"
+    assert ("laborwatch_model_info", (("version", serving),)) in samples
