@@ -696,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         position = {ident: i for i, ident in enumerate(ids)}
         triggers = sorted(position[(a["enterprise_id"], a["triggered_by"])]
                           for a in map(json.loads, out.getvalue().splitlines()))
-        say(f"backtest ({run_scorer.version}): {bt.lines} lines, {bt.accepted} accepted, "
+        say(f"backtest ({run_scorer.version}): {len(bt.lines)} lines, {bt.accepted} accepted, "
             f"{sum(bt.rejected.values())} rejected, {len(triggers)} alert changes in {time.perf_counter() - t0:.1f}s")
         start = n
         if paced:

@@ -161,8 +161,8 @@ def backtest(
     with handle:
         result = run_backtest(configs, enterprises, signals, handle, scorer=scorer)
     rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(result.rejected.items())) or "none"
-    typer.echo(f"scored with {scorer.version}; {result.lines} lines: accepted {result.accepted}, rejected {sum(result.rejected.values())} ({rejected}); "
-               f"{result.alerts} alert lines written to {out}")
+    typer.echo(f"scored with {scorer.version}; {len(result.lines)} lines: accepted {result.accepted}, rejected {sum(result.rejected.values())} ({rejected}); "
+               f"{len(result.alerts)} alert lines written to {out}")
 
 
 @app.command()

@@ -31,13 +31,12 @@ from config.files import Configs
 from models.calendar import CHINA_TZ
 from models.features import FEATURE_NAMES, features, vector
 from models.scoring import Scored, Scorer
-from streams.backtest import MemorySeen
+from streams.backtest import Replay
 from streams.ingest import split_lines
 from streams.pipeline import EnterpriseRecord, Envelope, Pipeline
 from streams.validation import parse_timestamp, validate_signal
 
 DISPUTE_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "contract" / "dispute.schema.json"
-BATCH_SIZE = 2000  # as streams.backtest; the pipeline's outcome does not depend on it
 
 
 # --- progress -----------------------------------------------------------------------------------
@@ -81,45 +80,6 @@ class _Silent:
 
     def score(self, rows: Sequence[dict[str, float]]) -> list[Scored]:
         return [Scored(0.0, ()) for _ in rows]
-
-
-@dataclass
-class Replay:
-    """``Pipeline.process`` over the lines of a signal file, as ``streams.backtest.run_backtest``
-    calls it: coordinates ("file:<name>", 0, line number), one ``now``, a memory of first-seen ids."""
-
-    pipeline: Pipeline
-    registry: dict[str, dict]
-    lines: list[bytes]
-    topic: str
-    now: datetime
-    records: dict[str, EnterpriseRecord] = field(default_factory=dict)
-    seen: MemorySeen = field(default_factory=MemorySeen)
-    alerts: list[dict] = field(default_factory=list)  # unrouted alert events, in order
-    accepted: int = 0
-    rejected: Counter = field(default_factory=Counter)
-
-    def feed(self, start: int, stop: int, advance: Callable[[float], None] = lambda n=1: None) -> int:
-        """Process lines[start:stop]; returns how many were accepted."""
-        accepted = 0
-        for first in range(start, stop, BATCH_SIZE):
-            last = min(stop, first + BATCH_SIZE)
-            envelopes = [
-                Envelope(raw=self.lines[i], topic=self.topic, partition=0, offset=i + 1, received_at=self.now)
-                for i in range(first, last)
-            ]
-            outcome = self.pipeline.process(
-                envelopes, registry=self.registry, load_record=self.records.get, seen=self.seen, now=self.now
-            )
-            self.records.update(outcome.records)
-            for item in outcome.accepted:
-                self.seen.first[(item.signal["enterprise_id"], item.signal["signal_id"])] = item.envelope.coords
-            accepted += len(outcome.accepted)
-            self.rejected.update(d["reason"] for d in outcome.dead_letters)
-            self.alerts.extend(outcome.alerts)
-            advance(last - first)
-        self.accepted += accepted
-        return accepted
 
 
 # --- snapshots ----------------------------------------------------------------------------------
