@@ -1,6 +1,6 @@
 """Evaluation of a scorer against the rules, as inspectors would live with it.
 
-Both scorers run inside the pipeline over the same files (``models.snapshots.Replay``, the very
+Both scorers run inside the pipeline over the same files (``streams.backtest.Replay``, the very
 code of the stream and ``backtest``), so the alert levels and their dates are the ones the stream
 would raise. On the way, weekly point-in-time snapshots (Mondays 00:00 China time) are read and
 scored by both, with labels "a dispute within the model's horizon".
