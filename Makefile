@@ -40,13 +40,15 @@ test-fast: install
 ## 24 months (seed 7), trained and promoted into models/shipped/, which `run` scores with.
 MODEL_WORLD := var/model-world
 model: install
-	rm -rf $(MODEL_WORLD) models/shipped
+	rm -rf $(MODEL_WORLD)
 	$(BIN)/laborwatch simulate $(MODEL_WORLD) --firms 120 --months 24 --seed 7 --start 2023-07-01
-	LABORWATCH_MODEL_DIR=models/shipped $(BIN)/laborwatch models train --seed 0 \
+	LABORWATCH_MODEL_DIR=$(MODEL_WORLD)/registry $(BIN)/laborwatch models train --seed 0 \
 	  --enterprises $(MODEL_WORLD)/enterprises.csv --signals $(MODEL_WORLD)/signals.jsonl \
-	  --disputes $(MODEL_WORLD)/disputes.jsonl | tail -n 1 > $(MODEL_WORLD)/version
-	LABORWATCH_MODEL_DIR=models/shipped LABORWATCH_HOME=$(MODEL_WORLD) \
+	  --disputes $(MODEL_WORLD)/disputes.jsonl > $(MODEL_WORLD)/train.out
+	tail -n 1 $(MODEL_WORLD)/train.out > $(MODEL_WORLD)/version
+	LABORWATCH_MODEL_DIR=$(MODEL_WORLD)/registry LABORWATCH_HOME=$(MODEL_WORLD) \
 	  $(BIN)/laborwatch models promote "$$(cat $(MODEL_WORLD)/version)"
+	rm -rf models/shipped && cp -r $(MODEL_WORLD)/registry models/shipped
 
 ## make lock: re-pin requirements.lock from a fresh resolution of pyproject.toml.
 lock:

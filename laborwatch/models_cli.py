@@ -26,10 +26,10 @@ def train_model(
 ) -> None:
     """Train, calibrate and register a model on point-in-time weekly snapshots; print its version last."""
     from laborwatch.cli import CliError, _configs, _settings
-    from models.features import FEATURE_NAMES
     from models.drift import reference_bins
+    from models.features import CONTEXT_FEATURES, FEATURE_NAMES
     from models.registry import ModelRegistry
-    from models.snapshots import build_snapshots, rich_progress
+    from models.snapshots import replay_with_snapshots, rich_progress
     from models.train import data_hash, train
 
     settings = _settings()
@@ -37,7 +37,9 @@ def train_model(
     _inputs(enterprises, signals, disputes)
     try:
         with rich_progress() as progress:
-            snapshots = build_snapshots(enterprises, signals, configs=configs, every_days=every_days, progress=progress)
+            recorder = _RowRecorder()
+            snapshots, _ = replay_with_snapshots(enterprises, signals, configs=configs, every_days=every_days,
+                                                 progress=progress, scorer=recorder)
             y, mask = snapshots.labels(disputes, horizon_days)
             result = train(snapshots, y, mask, horizon_days=horizon_days, seed=seed, progress=progress)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -53,8 +55,11 @@ def train_model(
         seed=seed,
         metrics=result.metrics,
         calibration=result.calibration,
-        # The distribution the model learned from, so that workers can measure drift (PSI).
-        drift=reference_bins(snapshots.X[mask], list(FEATURE_NAMES)),
+        # Drift (PSI) is measured on the rows the stream scores, one per signal at any hour, so
+        # the reference is those rows of the training data, not the Monday-midnight snapshots.
+        # Context features (a meter exists, days to the festival) move with the calendar by design.
+        drift={name: ref for name, ref in reference_bins(recorder.matrix(), list(FEATURE_NAMES)).items()
+               if name not in CONTEXT_FEATURES},
     )
     for name in ("selection", "holdout"):
         figures = result.metrics[name]
@@ -110,3 +115,26 @@ def _short(value) -> str:
     if value is None:
         return "-"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+class _RowRecorder:
+    """A scorer that scores nothing and keeps the feature rows the stream would have scored."""
+
+    version = "row-recorder"
+
+    def __init__(self) -> None:
+        self.rows: list[list[float]] = []
+
+    def score(self, rows):
+        from models.features import vector
+        from models.scoring import Scored
+
+        self.rows.extend(vector(row) for row in rows)
+        return [Scored(score=0.0, reasons=()) for _ in rows]
+
+    def matrix(self):
+        import numpy as np
+
+        from models.features import FEATURE_NAMES
+
+        return np.asarray(self.rows, dtype=float).reshape(len(self.rows), len(FEATURE_NAMES))
