@@ -45,22 +45,21 @@ FEATURE_NAMES: tuple[str, ...] = (
 _DAYS_CAP = 120.0
 
 
-def _window_mean(days: dict[int, dict[str, float]], first: int, last: int) -> tuple[float, int]:
-    """Mean daily total over [first, last], skipping shutdown days and days with no reading."""
-    total, count = 0.0, 0
-    for day in range(first, last + 1):
-        meters = days.get(day)
-        if meters is None or in_shutdown(day):
-            continue
-        total += sum(meters.values())
-        count += 1
-    return (total / count if count else 0.0), count
+_RECENT_WINDOWS = (7, 28)
+_BASELINE_DAYS = 56
+_REACH = max(_RECENT_WINDOWS) + _BASELINE_DAYS  # days before the as-of day any ratio looks at
 
 
-def _ratio(days: dict[int, dict[str, float]], recent: int, as_of: int) -> float:
-    """Recent mean over the baseline of the 56 days before it; 1.0 (no change) when unknown."""
-    recent_mean, n_recent = _window_mean(days, as_of - recent, as_of - 1)
-    base_mean, n_base = _window_mean(days, as_of - recent - 56, as_of - recent - 1)
+def _mean(totals: list[float | None]) -> tuple[float, int]:
+    present = [t for t in totals if t is not None]
+    return (sum(present) / len(present) if present else 0.0), len(present)
+
+
+def _ratio(daily: list[float | None], recent: int) -> float:
+    """Mean over the last ``recent`` days against the 56 days before them; 1.0 (no change) when
+    either is too thin to say. ``daily`` ends the day before the as-of day."""
+    recent_mean, n_recent = _mean(daily[len(daily) - recent :])
+    base_mean, n_base = _mean(daily[len(daily) - recent - _BASELINE_DAYS : len(daily) - recent])
     if n_recent < min(3, recent) or n_base < 14 or base_mean <= 0:
         return 1.0
     return min(recent_mean / base_mean, 5.0)
@@ -69,8 +68,14 @@ def _ratio(days: dict[int, dict[str, float]], recent: int, as_of: int) -> float:
 def _utility(state: EnterpriseState, utility: str, as_of: int, out: dict[str, float]) -> None:
     days = state.utility[utility]
     metered = bool(state.meters[utility])
-    out[f"{utility}_ratio_7d_56d"] = _ratio(days, 7, as_of)
-    out[f"{utility}_ratio_28d_56d"] = _ratio(days, 28, as_of)
+    # Each day's total over its meters, once: None for a day with no reading or in the Spring
+    # Festival shutdown (near-zero meters then are normal, not distress).
+    daily = [
+        None if (meters := days.get(day)) is None or in_shutdown(day) else sum(meters.values())
+        for day in range(as_of - _REACH, as_of)
+    ]
+    for recent in _RECENT_WINDOWS:
+        out[f"{utility}_ratio_{recent}d_56d"] = _ratio(daily, recent)
     last = max(days) if days else None
     silent = 0.0 if last is None else float(max(0, as_of - 1 - last))
     out[f"{utility}_days_since_reading"] = min(silent, _DAYS_CAP) if metered else 0.0
