@@ -36,8 +36,6 @@ def _lock_home(home: Path, stack: ExitStack) -> None:
 
 
 def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> None:
-    import faust  # noqa: F401  (imported late: the other commands start faster without it)
-
     from streams.app import Runtime, add_console_summary, build_app, topic_names
 
     configs = load_configs(settings.config_dir)

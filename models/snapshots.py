@@ -17,9 +17,8 @@ line decides.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -33,7 +32,7 @@ from models.features import FEATURE_NAMES, features, vector
 from models.scoring import Scored, Scorer
 from streams.backtest import Replay
 from streams.ingest import split_lines
-from streams.pipeline import EnterpriseRecord, Envelope, Pipeline
+from streams.pipeline import Pipeline
 from streams.validation import parse_timestamp, validate_signal
 
 DISPUTE_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "contract" / "dispute.schema.json"

@@ -48,13 +48,9 @@ def topic_names(settings: Settings, router: Router) -> dict[str, int]:
     return topics
 
 
-def load_scorer(settings: Settings, configs: Configs, version: str | None = None) -> Scorer:
-    return scorer_for(settings.resolved_model_dir, configs, version)
-
-
 def _startup_scorer(settings: Settings, configs: Configs) -> Scorer:
     try:
-        return load_scorer(settings, configs)
+        return scorer_for(settings.resolved_model_dir, configs)
     except ModelLoadError as exc:
         log.error("the promoted model cannot serve, scoring with the rules instead: %s", exc)
         return RulesScorer(configs.rules)
@@ -280,7 +276,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         if version == runtime.pipeline.scorer.version:
             return
         try:
-            scorer = await asyncio.to_thread(load_scorer, settings, runtime.configs, version)
+            scorer = await asyncio.to_thread(scorer_for, settings.resolved_model_dir, runtime.configs, version)
         except ModelLoadError as exc:
             log.error("model update refused, still scoring with %s: %s", runtime.pipeline.scorer.version, exc)
             return

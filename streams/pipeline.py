@@ -128,10 +128,9 @@ class Pipeline:
         out = Outcome()
         now = now or datetime.now(timezone.utc)
         candidates: list[tuple[Envelope, dict]] = []
+        is_registered = lambda eid: registry.get(eid) is not None  # noqa: E731
         for env in envelopes:
-            signal, rejection = validate_signal(
-                env.raw, is_registered=lambda eid: registry.get(eid) is not None, now=now
-            )
+            signal, rejection = validate_signal(env.raw, is_registered=is_registered, now=now)
             if rejection is not None:
                 out.dead_letters.append(dead_letter(rejection, env))
             else:
