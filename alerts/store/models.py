@@ -149,3 +149,109 @@ class AlertChange(Base):
     actor: Mapped[str] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column()
+
+
+# -- the inspectors' workbench (issue 4): people, their steps, and what they read ----------------
+class User(Base):
+    """An account of the workbench. ``street``/``district`` scope what an inspector/supervisor sees."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    street: Mapped[str | None] = mapped_column(String(40))
+    district: Mapped[str | None] = mapped_column(String(40))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class AlertTransition(Base):
+    """A person's step on an alert: its status move (or an action recorded while in progress),
+    with who, when, the note, the action taken and, on resolution, the outcome.
+
+    Kept apart from ``alert_history``, whose (alert_id, revision) key belongs to the pipeline."""
+
+    __tablename__ = "alert_transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id"), index=True)
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column()
+
+
+class AlertTriage(Base):
+    """The workflow's own facts about an alert: who it is assigned to, and when it went to the
+    district command (past its SLA, or by a supervisor). One row per alert, written idempotently."""
+
+    __tablename__ = "alert_triage"
+
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id"), primary_key=True)
+    assignee: Mapped[str | None] = mapped_column(String(64))
+    escalated_at: Mapped[datetime | None] = mapped_column()
+    escalated_by: Mapped[str | None] = mapped_column(String(64))
+    escalation_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class Silence(Base):
+    """An enterprise's alerts kept out of the street queue and from SLA escalation until expiry."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enterprise_id: Mapped[str] = mapped_column(String(18), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class Outcome(Base):
+    """A resolution's outcome: a label for training, published to the feedback topic.
+
+    The row is the truth; ``published_at`` stays empty until the broker has taken it."""
+
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    transition_id: Mapped[int] = mapped_column(ForeignKey("alert_transitions.id"), unique=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id"), index=True)
+    enterprise_id: Mapped[str] = mapped_column(String(18), index=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    actions: Mapped[list] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str] = mapped_column(String(64))
+    resolved_at: Mapped[datetime] = mapped_column()
+    published_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class AuditEntry(Base):
+    """Who read or changed what, when. ``district`` lets a supervisor see their district's."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_district_at", "district", "recorded_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(120))
+    district: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[dict] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column()
+
+
+class LoginFailure(Base):
+    """A failed login, for throttling (kept in the store so every worker process agrees)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_username_at", "username", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column()
