@@ -4,6 +4,7 @@ Created once at the edge (the CLI) and passed down; nothing below reads the envi
 """
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -36,7 +37,15 @@ class Settings(BaseSettings):
     app_id: str = Field("laborwatch", description="Faust application id (consumer group).")
     topic_prefix: str = Field("laborwatch", description="Prefix of every topic name.")
     partitions: int = Field(4, ge=1, le=256, description="Partitions of every topic.")
-    web_port: int = Field(8000, ge=0, le=65535)
+    web_port: int = Field(8000, ge=0, le=65535, description="Web app and API port (0: any free port; run.json names it).")
+    web_host: str = Field("127.0.0.1", description="Address the web app listens on (0.0.0.0 in a container).")
+    # The workbench's sessions and tokens are signed with this; unset, `run` generates one and
+    # keeps it in LABORWATCH_HOME/web-secret (so sessions survive a restart, and no secret is in the repo).
+    session_secret: str | None = Field(None, min_length=16, description="Secret that signs sessions and API tokens.")
+    session_hours: float = Field(12.0, gt=0, description="How long a page session and an API token last.")
+    login_max_failures: int = Field(5, ge=1, description="Failed logins of one username within login_window_seconds that lock it.")
+    login_window_seconds: int = Field(900, ge=1, description="The throttling window (and how long a lock lasts).")
+    sla_check_seconds: float = Field(60.0, gt=0, description="How often the web app escalates alerts past their SLA.")
     metrics_port: int = Field(9100, ge=0, le=65535)
     batch_size: int = Field(500, ge=1, description="Signals scored together (stream.take).")
     batch_within: float = Field(0.2, gt=0, description="Seconds to wait for a batch to fill.")
@@ -73,6 +82,26 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return (self.model_dir or self.home / "models").expanduser().resolve()
+
+    def resolved_session_secret(self) -> str:
+        """The configured secret, or the one generated once and kept under the home."""
+        if self.session_secret:
+            return self.session_secret
+        import secrets
+
+        path = self.resolved_home / "web-secret"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it just now
+                return path.read_text().strip()
+            secret = secrets.token_urlsafe(32)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secret + "\n")
+            return secret
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

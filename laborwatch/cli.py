@@ -20,6 +20,10 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(dlq_app, name="dlq")
 models_app = typer.Typer(no_args_is_help=True, help="Models: train, evaluate, list, promote.")
 app.add_typer(models_app, name="models")
+users_app = typer.Typer(no_args_is_help=True, help="Accounts of the inspectors' workbench.")
+app.add_typer(users_app, name="users")
+feedback_app = typer.Typer(no_args_is_help=True, help="Outcomes of resolved alerts (training labels).")
+app.add_typer(feedback_app, name="feedback")
 
 
 class CliError(Exception):
@@ -134,6 +138,71 @@ def dlq_export() -> None:
 
     for letter in export_dead_letters(_database(_settings())):
         sys.stdout.write(json.dumps(letter, ensure_ascii=False) + "\n")
+
+
+@users_app.command("add")
+def users_add(
+    username: str = typer.Argument(..., help="Login name."),
+    role: str = typer.Option(..., "--role", help="inspector, supervisor, analyst or admin."),
+    street: Optional[str] = typer.Option(None, "--street", help="An inspector's street (its queue), e.g. shajing."),
+    district: Optional[str] = typer.Option(None, "--district", help="A supervisor's district, e.g. baoan."),
+) -> None:
+    """Create an account; the password is read from standard input (its first line)."""
+    from alerts.auth import hash_password
+    from alerts.store.workbench import add_user, validate_account
+
+    if not username.strip() or len(username) > 64 or any(c.isspace() for c in username):
+        raise CliError(f"username {username!r}: 1 to 64 characters, no spaces")
+    try:
+        validate_account(role, street, district)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise CliError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        hashed = hash_password(password)
+        add_user(_database(_settings()), username, hashed, role, street, district)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    scope = f", street {street}" if street else ""
+    scope += f", district {district}" if district else ""
+    typer.echo(f"added {role} {username}{scope}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """The accounts: username, role, street, district."""
+    from alerts.store.workbench import list_users
+
+    for u in list_users(_database(_settings())):
+        typer.echo(f"{u['username']}\t{u['role']}\t{u['street'] or '-'}\t{u['district'] or '-'}")
+
+
+@app.command()
+def streets() -> None:
+    """The districts and streets of the registry (what --street and --district of `users add` take)."""
+    from alerts.store.workbench import streets as registry_streets
+
+    rows = registry_streets(_database(_settings()))
+    if not rows:
+        raise CliError("the registry is empty (start `laborwatch run`, or `laborwatch enterprises import PATH`)")
+    for district, street, n in rows:
+        typer.echo(f"{district}\t{street}\t{n} enterprises")
+
+
+@feedback_app.command("export")
+def feedback_export() -> None:
+    """Print every resolution's outcome, one JSON object per line (the feedback topic's messages)."""
+    from alerts.store.workbench import export_outcomes
+
+    for item in export_outcomes(_database(_settings())):
+        sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
 @app.command()

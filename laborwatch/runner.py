@@ -55,9 +55,11 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
         bootstrap = broker_url.removeprefix("kafka://")
         ensure_topics(bootstrap, topic_names(settings, runtime.router))
         metrics_port = _serve_metrics(runtime, settings, stack)
+        web_url = _serve_web(runtime, settings, configs, db, bootstrap, stack)
         state = {
             "pid": os.getpid(),
             "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
+            "web_url": web_url,
             "broker": broker_url,
             "embedded_broker": embedded,
             "database": db.engine.url.render_as_string(hide_password=True),
@@ -75,6 +77,7 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
         echo(f"laborwatch: broker {bootstrap}{' (embedded)' if owned else ''}, "
              f"store {state['database']}, home {home}, scoring with {runtime.pipeline.scorer.version}")
         echo(f"laborwatch: metrics on {state['metrics_url']}")
+        echo(f"laborwatch: inspectors' workbench on {web_url} (accounts: laborwatch users add)")
         echo("laborwatch: running; Ctrl-C stops it")
         _run_worker(app, settings)
         failure = getattr(app, "laborwatch_failure", None)
@@ -92,6 +95,48 @@ def _serve_metrics(runtime, settings: Settings, stack: ExitStack) -> int:
         raise RunError(f"cannot serve metrics on port {settings.metrics_port}: {exc.strerror}") from None
     stack.callback(server.shutdown)
     return server.server_port
+
+
+def _serve_web(runtime, settings: Settings, configs, db: Database, bootstrap: str, stack: ExitStack) -> str:
+    """The workbench (alerts/web) on LABORWATCH_WEB_PORT (0: any free port; run.json names it),
+    served by uvicorn in a thread of its own with its own event loop; the feedback publisher
+    beside it. Both stop when `run` stops."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from alerts.feedback import FeedbackPublisher
+    from alerts.web.app import create_app
+
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.web_host, settings.web_port))
+    except OSError as exc:
+        raise RunError(f"cannot serve the web app on {settings.web_host}:{settings.web_port}: {exc.strerror}") from None
+    stack.callback(sock.close)
+    app = create_app(settings, configs, db, registry=runtime.metrics.registry)
+    app.state.publisher = FeedbackPublisher(db, bootstrap, settings.topic("feedback"), settings.partitions,
+                                            on_published=app.state.metrics.feedback_published.inc).start()
+    stack.callback(app.state.publisher.stop)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="laborwatch-web", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    stack.callback(stop)
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        raise RunError("the web app did not start (see the log above)")
+    host, port = sock.getsockname()[:2]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://{shown}:{port}/"
 
 
 def _run_worker(app, settings: Settings) -> None:

@@ -38,6 +38,7 @@ def base_env(home: Path, database_url: str, **extra: str) -> dict[str, str]:
         LABORWATCH_APP_ID=f"lw-test-{uuid.uuid4().hex[:8]}",
         PYTHONUNBUFFERED="1",
         LABORWATCH_METRICS_PORT="0",  # any free port; run.json names it
+        LABORWATCH_WEB_PORT="0",
     )
     env.update(extra)
     return env
