@@ -18,7 +18,7 @@ from tests.support import SAMPLES
 
 PASSWORD = "correct horse 1"
 # enterprise ids of the samples (tests/../shared/contract/samples/enterprises.csv)
-SHAJING = "91440306WUCCEUGCLQ"      # baoan / shajing, declines into arrears
+SHAJING = "9144030648Q64JGAX7"      # baoan / shajing: wages, both meters, an inspection
 HANGCHENG = "91440306LR1KWD1BLQ"    # baoan / hangcheng
 BANTIAN = "914403079G7LR87A5N"      # longgang / bantian
 

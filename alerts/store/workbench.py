@@ -282,7 +282,7 @@ def list_alerts(session: Session, who: Principal, configs: Configs, filters: Que
         query = query.where(Alert.category == filters.category)
     if filters.grid:
         query = query.where(Enterprise.grid == filters.grid)
-    views = _views(session, list(session.execute(query).tuples()), configs, now)
+    views = _views(session, list(session.execute(query)), configs, now)
     if filters.kind == "street":
         # A silenced enterprise stays out of the street queue until the silence expires.
         views = [v for v in views if v.silenced is None]
@@ -297,7 +297,7 @@ def get_alert(session: Session, who: Principal, configs: Configs, alert_id: str,
              .where(Alert.alert_id == alert_id, _alert_scope(who)))
     if lock:
         query = query.with_for_update(of=Alert)
-    row = session.execute(query).tuples().first()
+    row = session.execute(query).first()
     if row is None:
         raise NotFound(alert_id)
     return _views(session, [row], configs, now or now_utc())[0]
@@ -401,7 +401,7 @@ def escalate_overdue_in(session: Session, configs: Configs, now: datetime) -> in
     query = (select(Alert, Enterprise).join(Enterprise, Enterprise.enterprise_id == Alert.enterprise_id)
              .where(Alert.status.in_(("new", "acknowledged")))
              .where(~Alert.alert_id.in_(select(AlertTriage.alert_id).where(AlertTriage.escalated_at.is_not(None)))))
-    views = _views(session, list(session.execute(query).tuples()), configs, now)
+    views = _views(session, list(session.execute(query)), configs, now)
     escalated = 0
     for view in views:
         if view.overdue and view.silenced is None:
@@ -474,7 +474,7 @@ def outcome_message(o: Outcome, alert: Alert | None = None) -> dict:
 def unpublished_outcomes(db: Database, limit: int = 100) -> list[dict]:
     with db.session() as session:
         rows = session.execute(select(Outcome, Alert).join(Alert, Alert.alert_id == Outcome.alert_id)
-                               .where(Outcome.published_at.is_(None)).order_by(Outcome.id).limit(limit)).tuples()
+                               .where(Outcome.published_at.is_(None)).order_by(Outcome.id).limit(limit))
         return [outcome_message(o, a) for o, a in rows]
 
 
@@ -489,5 +489,5 @@ def mark_published(db: Database, ids: Sequence[int], now: datetime | None = None
 def export_outcomes(db: Database) -> list[dict]:
     with db.session() as session:
         rows = session.execute(select(Outcome, Alert).join(Alert, Alert.alert_id == Outcome.alert_id)
-                               .order_by(Outcome.resolved_at, Outcome.id)).tuples()
+                               .order_by(Outcome.resolved_at, Outcome.id))
         return [outcome_message(o, a) for o, a in rows]
