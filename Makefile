@@ -17,12 +17,16 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 ## make tools: programs the tests drive that are not Python packages (promtool, from Debian's
-## prometheus package), installed when missing.
+## prometheus package; headless Chromium and a CJK font for the browser test), installed when missing.
 tools:
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing promtool (Debian package prometheus)"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
 	  || { echo "promtool is needed by the monitoring tests: install Debian's prometheus package" >&2; exit 1; }; }
+	@test -x /usr/bin/chromium && dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || { \
+	  echo "installing chromium and fonts-wqy-microhei (Debian packages) for the browser test"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei >/dev/null; } \
+	  || { echo "the browser test needs Debian's chromium and fonts-wqy-microhei packages" >&2; exit 1; }; }
 
 ## make run: the whole system on the embedded broker and SQLite, fed by the demo world.
 run: install
