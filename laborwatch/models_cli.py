@@ -6,6 +6,7 @@ Progress goes to stderr; `train` prints the registered version as the last line 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -23,6 +24,9 @@ def train_model(
     horizon_days: int = typer.Option(60, "--horizon-days", min=1, max=730, help="Label: a dispute within this many days."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the estimators."),
     every_days: int = typer.Option(7, "--every-days", min=1, help="Days between as-of dates (Mondays)."),
+    feedback: Optional[Path] = typer.Option(
+        None, "--feedback", help="Inspectors' outcomes (JSONL of `laborwatch feedback export`): confirmed problems "
+        "join the disputes as positive labels. Only visited enterprises get them (selection bias)."),
 ) -> None:
     """Train, calibrate and register a model on point-in-time weekly snapshots; print its version last."""
     from laborwatch.cli import CliError, _configs, _settings
@@ -35,12 +39,15 @@ def train_model(
     settings = _settings()
     configs = _configs(settings)
     _inputs(enterprises, signals, disputes)
+    labels_from: Path | dict = disputes
+    if feedback is not None:
+        labels_from = _with_feedback(disputes, feedback)
     try:
         with rich_progress() as progress:
             recorder = _RowRecorder()
             snapshots, _ = replay_with_snapshots(enterprises, signals, configs=configs, every_days=every_days,
                                                  progress=progress, scorer=recorder)
-            y, mask = snapshots.labels(disputes, horizon_days)
+            y, mask = snapshots.labels(labels_from, horizon_days)
             result = train(snapshots, y, mask, horizon_days=horizon_days, seed=seed, progress=progress)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CliError(str(exc).splitlines()[0]) from None
@@ -51,7 +58,8 @@ def train_model(
         feature_names=list(FEATURE_NAMES),
         horizon_days=horizon_days,
         data_window=result.data_window,
-        data_hash=data_hash(enterprises, signals, disputes, horizon_days=horizon_days, every_days=every_days),
+        data_hash=data_hash(enterprises, signals, disputes, *([feedback] if feedback else []),
+                            horizon_days=horizon_days, every_days=every_days),
         seed=seed,
         metrics=result.metrics,
         calibration=result.calibration,
@@ -69,6 +77,25 @@ def train_model(
     typer.echo(f"chose {result.model_class} {result.params} from {len(result.candidates)} candidates; "
                f"registered in {settings.resolved_model_dir}", err=True)
     typer.echo(card.version)
+
+
+def _with_feedback(disputes: Path, feedback: Path) -> dict[str, list[int]]:
+    """The dispute days, plus the days of resolutions that confirmed a problem (see alerts.feedback)."""
+    from alerts.feedback import positive_days, read_feedback
+    from laborwatch.cli import CliError, _readable
+    from models.snapshots import read_disputes
+
+    _readable(feedback)
+    try:
+        days = read_disputes(disputes)
+        extra = positive_days(read_feedback(feedback))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    for enterprise_id, found in extra.items():
+        days[enterprise_id] = sorted(set(days.get(enterprise_id, [])) | set(found))
+    typer.echo(f"feedback: {sum(len(v) for v in extra.values())} confirmed outcomes of {len(extra)} enterprises "
+               "added as positive labels (visited enterprises only: selection bias)", err=True)
+    return days
 
 
 def evaluate_model(

@@ -416,6 +416,10 @@ figure {{ display: inline-block; margin: 1rem; vertical-align: top; }} figcaptio
 <p>Horizon {result['horizon_days']} days; weekly snapshots on Mondays 00:00 China time; alert levels from the
 pipeline replayed over the files exactly as the stream would raise them.
 PR-AUC ratio model/rules: <b>{_fmt(result['pr_auc_ratio'])}</b>.</p>
+<p><b>Selection bias.</b> Labels from the inspectors' outcomes (<code>models train --feedback</code>) exist only
+for enterprises that were alerted and visited: an unvisited enterprise with arrears counts as a negative, and
+the alerted ones are over-represented. Figures measured on such labels flatter the model that chose the
+visits; compare on the dispute file, which does not depend on who was visited.</p>
 <h2>Targets</h2>
 <table><tr><th>figure</th><th>target</th><th>{html.escape(m['version'])}</th><th>{html.escape(r['version'])}</th></tr>{goals}</table>
 <h2>Figures</h2>
