@@ -6,6 +6,7 @@ when its inputs are missing, so that the same vector feeds the rules, a linear m
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 
 from models.calendar import CHINA_TZ, days_to_next_festival, in_shutdown
 from models.state import COMPLAINT_KINDS, EnterpriseState
@@ -47,36 +48,28 @@ _DAYS_CAP = 120.0
 
 _RECENT_WINDOWS = (7, 28)
 _BASELINE_DAYS = 56
-_REACH = max(_RECENT_WINDOWS) + _BASELINE_DAYS  # days before the as-of day any ratio looks at
+# Age bands (days before the as-of day) the utility ratios are made of: 1-7, 8-28, 29-63, 64-84.
+# The 7-day ratio is band 0 against bands 1-2 (ages 8-63); the 28-day one bands 0-1 against 2-3.
+_BAND_EDGES = (1, 8, 29, 64, 85)
+assert _BAND_EDGES == (1, 1 + _RECENT_WINDOWS[0], 1 + _RECENT_WINDOWS[1],
+                       1 + _RECENT_WINDOWS[0] + _BASELINE_DAYS, 1 + _RECENT_WINDOWS[1] + _BASELINE_DAYS)
 
 
-def _mean(totals: list[float | None]) -> tuple[float, int]:
-    present = [t for t in totals if t is not None]
-    return (sum(present) / len(present) if present else 0.0), len(present)
-
-
-def _ratio(daily: list[float | None], recent: int) -> float:
-    """Mean over the last ``recent`` days against the 56 days before them; 1.0 (no change) when
-    either is too thin to say. ``daily`` ends the day before the as-of day."""
-    recent_mean, n_recent = _mean(daily[len(daily) - recent :])
-    base_mean, n_base = _mean(daily[len(daily) - recent - _BASELINE_DAYS : len(daily) - recent])
-    if n_recent < min(3, recent) or n_base < 14 or base_mean <= 0:
+def _ratio(recent_sum: int, n_recent: int, base_sum: int, n_base: int, recent: int) -> float:
+    """Mean daily total over the last ``recent`` days against the 56 days before them; 1.0 (no
+    change) when either is too thin to say."""
+    if n_recent < min(3, recent) or n_base < 14 or base_sum <= 0:
         return 1.0
-    return min(recent_mean / base_mean, 5.0)
+    return min((recent_sum / n_recent) / (base_sum / n_base), 5.0)
 
 
 def _utility(state: EnterpriseState, utility: str, as_of: int, out: dict[str, float]) -> None:
-    days = state.utility[utility]
+    # Days in the Spring Festival shutdown never count: near-zero meters then are normal.
+    (s1, s2, s3, s4), (n1, n2, n3, n4) = state.utility_bands(utility, as_of, _BAND_EDGES, in_shutdown)
+    out[f"{utility}_ratio_7d_56d"] = _ratio(s1, n1, s2 + s3, n2 + n3, 7)
+    out[f"{utility}_ratio_28d_56d"] = _ratio(s1 + s2, n1 + n2, s3 + s4, n3 + n4, 28)
     metered = bool(state.meters[utility])
-    # Each day's total over its meters, once: None for a day with no reading or in the Spring
-    # Festival shutdown (near-zero meters then are normal, not distress).
-    daily = [
-        None if (meters := days.get(day)) is None or in_shutdown(day) else sum(meters.values())
-        for day in range(as_of - _REACH, as_of)
-    ]
-    for recent in _RECENT_WINDOWS:
-        out[f"{utility}_ratio_{recent}d_56d"] = _ratio(daily, recent)
-    last = max(days) if days else None
+    last = state.last_reading_day(utility)
     silent = 0.0 if last is None else float(max(0, as_of - 1 - last))
     out[f"{utility}_days_since_reading"] = min(silent, _DAYS_CAP) if metered else 0.0
     out[f"{utility}_metered"] = 1.0 if metered else 0.0
@@ -150,13 +143,29 @@ def features(state: EnterpriseState, as_of_day: int | None = None) -> dict[str, 
     out: dict[str, float] = {}
     _utility(state, "electricity", as_of, out)
     _utility(state, "water", as_of, out)
-    _wages(state, as_of, out)
-    _inspections(state, as_of, out)
-    out["calendar_shutdown"] = 1.0 if in_shutdown(as_of) else 0.0
-    out["calendar_days_to_festival"] = float(
-        min(days_to_next_festival(date.fromordinal(as_of)), 366)
-    )
+    # Wages and inspections change rarely next to the as-of day's signals: their parts are
+    # remembered on the state until either changes.
+    _memoised(state, "wages", (as_of, state.wages_version), _wages, as_of, out)
+    _memoised(state, "inspections", (as_of, state.inspections_version), _inspections, as_of, out)
+    out.update(_calendar(as_of))
     return out
+
+
+def _memoised(state: EnterpriseState, part: str, key: tuple, compute, as_of: int, out: dict[str, float]) -> None:
+    cached = state.memo.get(part)
+    if cached is None or cached[0] != key:
+        values: dict[str, float] = {}
+        compute(state, as_of, values)
+        cached = state.memo[part] = (key, values)
+    out.update(cached[1])
+
+
+@lru_cache(maxsize=4096)
+def _calendar(as_of: int) -> dict[str, float]:
+    return {
+        "calendar_shutdown": 1.0 if in_shutdown(as_of) else 0.0,
+        "calendar_days_to_festival": float(min(days_to_next_festival(date.fromordinal(as_of)), 366)),
+    }
 
 
 def vector(feats: dict[str, float]) -> list[float]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from models.calendar import CHINA_TZ
+from models.windows import AgeBands, to_units
 
 COMPLAINT_KINDS = frozenset({"complaint", "petition", "hotline", "arbitration"})
 
@@ -68,12 +69,69 @@ class EnterpriseState:
     inspections: list[Inspection] = field(default_factory=list)
     signals_applied: int = 0
 
+    # Derived from the fields above and never serialised: rebuilt on first use after from_dict.
+    # They let features() follow a state signal by signal without re-walking its history.
+    _clock_day: int | None = field(default=None, init=False, repr=False, compare=False)
+    _totals: dict[str, dict[int, int]] | None = field(default=None, init=False, repr=False, compare=False)
+    _last_day: dict[str, int | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _bands: dict[tuple, AgeBands] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _pruned_on: int | None = field(default=None, init=False, repr=False, compare=False)
+    #: Bumped on every change of ``wages`` / ``inspections``: keys of memoised feature parts.
+    wages_version: int = field(default=0, init=False, repr=False, compare=False)
+    inspections_version: int = field(default=0, init=False, repr=False, compare=False)
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
     # -- reading ------------------------------------------------------------------------------
     @property
     def clock_day(self) -> int | None:
-        if self.clock_ts is None:
-            return None
-        return local_day(datetime.fromtimestamp(self.clock_ts, CHINA_TZ))
+        if self._clock_day is None and self.clock_ts is not None:
+            self._clock_day = local_day(datetime.fromtimestamp(self.clock_ts, CHINA_TZ))
+        return self._clock_day
+
+    def daily_totals(self, utility: str) -> dict[int, int]:
+        """Each day's consumption over all its meters, in thousandths of the unit."""
+        if self._totals is None:
+            self._totals = {
+                u: {day: sum(to_units(v) for v in meters.values()) for day, meters in days.items()}
+                for u, days in self.utility.items()
+            }
+            self._last_day = {u: max(days, default=None) for u, days in self.utility.items()}
+        return self._totals[utility]
+
+    def last_reading_day(self, utility: str) -> int | None:
+        self.daily_totals(utility)
+        return self._last_day[utility]
+
+    def utility_bands(self, utility: str, as_of: int, edges: tuple[int, ...],
+                      excluded) -> tuple[list[int], list[int]]:
+        """Sums and counts of ``utility``'s daily totals by age band before ``as_of`` (see
+        ``models.windows.AgeBands``), kept up to date from one call to the next."""
+        totals = self.daily_totals(utility)
+        bands = self._bands.get((utility, edges))
+        if bands is None:
+            bands = self._bands[(utility, edges)] = AgeBands(edges, excluded)
+        return bands.read(as_of, totals)
+
+    def _set_total(self, utility: str, day: int) -> None:
+        """Bring the derived totals in line with ``self.utility[utility][day]`` (set or deleted)."""
+        if self._totals is None:
+            return  # built from scratch on first use
+        totals = self._totals[utility]
+        meters = self.utility[utility].get(day)
+        old = totals.get(day)
+        new = None if meters is None else sum(to_units(v) for v in meters.values())
+        if new is None:
+            totals.pop(day, None)
+        else:
+            totals[day] = new
+        for (u, _), bands in self._bands.items():
+            if u == utility:
+                bands.changed(day, old, new)
+        last = self._last_day.get(utility)
+        if new is not None and (last is None or day > last):
+            self._last_day[utility] = day
+        elif new is None and day == last:
+            self._last_day[utility] = max(totals, default=None)
 
     def is_stale(self, observed: datetime, retention: Retention) -> bool:
         """Older than the retention window, measured back from this enterprise's newest signal."""
@@ -94,12 +152,15 @@ class EnterpriseState:
             self._update_inspection(signal, observed)
         if self.clock_ts is None or ts > self.clock_ts:
             self.clock_ts = ts
+            self._clock_day = None
         self.signals_applied += 1
-        self._prune(retention)
+        self._prune(retention, signal)
 
     def _update_utility(self, s: dict) -> None:
         utility, meter = s["utility"], s["meter_id"]
-        self.utility[utility].setdefault(_day(s["reading_date"]), {})[meter] = float(s["consumption"])
+        day = _day(s["reading_date"])
+        self.utility[utility].setdefault(day, {})[meter] = float(s["consumption"])
+        self._set_total(utility, day)
         known = self.meters[utility]
         if meter not in known:
             known.append(meter)
@@ -120,6 +181,7 @@ class EnterpriseState:
             si_paid=s.get("social_insurance_paid"),
             observed_ts=ts,
         )
+        self.wages_version += 1
 
     def _update_inspection(self, s: dict, observed: datetime) -> None:
         self.inspections.append(
@@ -131,21 +193,40 @@ class EnterpriseState:
                 arrears=s.get("arrears_amount"),
             )
         )
+        self.inspections_version += 1
 
-    def _prune(self, retention: Retention) -> None:
+    def _prune(self, retention: Retention, applied: dict) -> None:
         today = self.clock_day
         if today is None:
             return
         oldest_reading = today - retention.utility_window_days
-        for days in self.utility.values():
-            for day in [d for d in days if d < oldest_reading]:
-                del days[day]
+        if today != self._pruned_on:
+            # The window moved: drop what fell out of it, that is the days between the last
+            # prune's bound and this one (everything, after a restore). On the same day only the
+            # reading just applied can be out of the window, which is checked below.
+            previous = None if self._pruned_on is None else self._pruned_on - retention.utility_window_days
+            for utility, days in self.utility.items():
+                if previous is None or oldest_reading - previous > len(days):
+                    gone = [d for d in days if d < oldest_reading]
+                else:
+                    gone = [d for d in range(previous, oldest_reading) if d in days]
+                for day in gone:
+                    del days[day]
+                    self._set_total(utility, day)
+            self._pruned_on = today
+        elif applied["type"] == "utility":
+            day = _day(applied["reading_date"])
+            if day < oldest_reading and day in self.utility[applied["utility"]]:
+                del self.utility[applied["utility"]][day]
+                self._set_total(applied["utility"], day)
         if len(self.wages) > retention.wage_periods_kept:
             for period in sorted(self.wages)[: len(self.wages) - retention.wage_periods_kept]:
                 del self.wages[period]
+            self.wages_version += 1
         oldest_finding = today - retention.inspection_window_days
         if self.inspections and self.inspections[0].day < oldest_finding:
             self.inspections = [i for i in self.inspections if i.day >= oldest_finding]
+            self.inspections_version += 1
 
     # -- serialisation (Faust table values are JSON) ---------------------------------------------
     def to_dict(self) -> dict:

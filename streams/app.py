@@ -130,14 +130,36 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
 
     processed_offsets: dict = {}  # TopicPartition -> last offset taken into a batch
 
+    # Decoded records, each beside the table value it was decoded from or written as. The table
+    # stays the truth and the commit point: an entry is used only while the table still holds that
+    # very object (memory:// stores values as given, and recovery or a hand-over puts new ones), so
+    # decoding (and the incremental window sums the state keeps) survive from batch to batch.
+    decoded: dict[str, tuple[dict, EnterpriseRecord]] = {}
+
     def load_record(enterprise_id: str) -> EnterpriseRecord | None:
         data = enterprises.get(enterprise_id)
-        return EnterpriseRecord.from_dict(data) if data is not None else None
+        if data is None:
+            return None
+        cached = decoded.get(enterprise_id)
+        if cached is not None and cached[0] is data:
+            return cached[1]
+        record = EnterpriseRecord.from_dict(data)
+        decoded[enterprise_id] = (data, record)
+        return record
 
     @app.agent(signals, name="process-signals")
     async def process_signals(stream: StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            await _guarded(_process_batch, stream, events)
+            await _guarded(_process_batch_clean, stream, events)
+
+    async def _process_batch_clean(stream: StreamT, events: list[EventT]) -> None:
+        try:
+            await _process_batch(stream, events)
+        except BaseException:
+            # The pipeline changed decoded records in place before the step that failed; the
+            # retry must start from the table, not from those half-applied records.
+            decoded.clear()
+            raise
 
     async def _guarded(step, *args) -> None:
         """Run one batch to completion. Bad input never raises here (it becomes dead letters);
@@ -198,7 +220,8 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             by_enterprise[accepted.signal["enterprise_id"]] = last_event[accepted.envelope.coords]
         for enterprise_id, record in outcome.records.items():
             with _as_current_event(by_enterprise[enterprise_id]):
-                enterprises[enterprise_id] = record.to_dict()
+                data = enterprises[enterprise_id] = record.to_dict()
+            decoded[enterprise_id] = (data, record)
         for alert in outcome.alerts:
             log.info("alert %s %s %s (%s)", alert["alert_id"], alert["category"], alert["level"], alert["enterprise_id"])
 

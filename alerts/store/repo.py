@@ -35,7 +35,9 @@ def _insert_ignore(session: Session, model, rows: list[dict]) -> None:
     if not rows:
         return
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(model).on_conflict_do_nothing(), rows)
+    # On the Table, not the mapped class: a plain executemany, without the ORM's bulk machinery
+    # (a third of the cost of a batch's ledger write).
+    session.execute(insert(model.__table__).on_conflict_do_nothing(), rows)
 
 
 # -- the registry -----------------------------------------------------------------------------
