@@ -147,6 +147,7 @@ KIND_TEXT = {
     "hotline": ("热线", "hotline"),
     "arbitration": ("仲裁", "arbitration"),
 }
+CHANGE_TEXT = {"raised": ("触发预警", "raised"), "escalated": ("预警升级", "escalated")}
 AUDIT_TEXT = {
     "read_enterprise": ("查阅企业档案", "read the enterprise file"),
     "transition": ("处置步骤", "workflow step"),
@@ -337,6 +338,9 @@ class Translator:
 
     def kind(self, kind: str | None) -> str:
         return kind_text(self.lang, kind)
+
+    def change(self, change: str | None) -> str:
+        return _lookup(CHANGE_TEXT, change, self.lang)
 
     def audit_action(self, action: str | None) -> str:
         return audit_text(self.lang, action)
