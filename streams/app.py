@@ -42,7 +42,7 @@ log = logging.getLogger("laborwatch.stream")
 def topic_names(settings: Settings, router: Router) -> dict[str, int]:
     """Every topic the application uses, with its partition count (all keyed by enterprise id,
     but for model updates: one partition, read whole by every worker)."""
-    names = ["signals", "deadletter", "alerts"] + [f"queue.{r}" for r in router.receivers]
+    names = ["signals", "deadletter", "alerts", "feedback"] + [f"queue.{r}" for r in router.receivers]
     topics = {settings.topic(name): settings.partitions for name in names}
     topics[settings.topic("model-updates")] = 1
     return topics
@@ -147,10 +147,15 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         decoded[enterprise_id] = (data, record)
         return record
 
+    # A batch reads records, awaits its sends and the store, then writes the records back; the
+    # feedback agent must not write the same records in between (its change would be lost).
+    records_lock = asyncio.Lock()
+
     @app.agent(signals, name="process-signals")
     async def process_signals(stream: StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            await _guarded(_process_batch_clean, stream, events)
+            async with records_lock:
+                await _guarded(_process_batch_clean, stream, events)
 
     async def _process_batch_clean(stream: StreamT, events: list[EventT]) -> None:
         try:
@@ -160,6 +165,33 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             # retry must start from the table, not from those half-applied records.
             decoded.clear()
             raise
+
+    feedback = app.topic(settings.topic("feedback"), key_serializer="raw", value_serializer="raw",
+                         partitions=settings.partitions)
+
+    @app.agent(feedback, name="close-alerts")
+    async def close_alerts(stream: StreamT) -> None:
+        """An inspector resolved an alert (the workbench publishes each outcome, keyed like the
+        signals, so this agent owns the same enterprises): the enterprise's open alert of that
+        category is closed in its record, and the next risk raises a new alert rather than
+        escalating the resolved one. Redelivered or stale outcomes change nothing."""
+        async for event in stream.events():
+            try:
+                message = json.loads(event.value)
+                enterprise_id, alert_id = message["enterprise_id"], message["alert_id"]
+            except (ValueError, KeyError, TypeError):
+                log.error("feedback ignored: not an outcome message: %r", bytes(event.value or b"")[:200])
+                continue
+            async with records_lock:
+                record = load_record(enterprise_id)
+                category = record.close_alert(alert_id) if record is not None else None
+                if category is None:
+                    continue
+                with _as_current_event(event):
+                    data = enterprises[enterprise_id] = record.to_dict()
+                decoded[enterprise_id] = (data, record)
+            runtime.metrics.closed_by_feedback.labels(category).inc()
+            log.info("alert %s closed by feedback (%s)", alert_id, message.get("outcome"))
 
     async def _guarded(step, *args) -> None:
         """Run one batch to completion. Bad input never raises here (it becomes dead letters);

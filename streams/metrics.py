@@ -63,6 +63,11 @@ class Metrics:
         self.consumer_lag = Gauge("laborwatch_consumer_lag",
                                   "Messages behind the high watermark, over this worker's partitions.",
                                   ["topic"], registry=r)
+        self.closed_by_feedback = Counter(
+            "laborwatch_alerts_closed_by_feedback",
+            "Open alerts the stream closed because an inspector resolved them (the next risk raises a new one).",
+            ["category"], registry=r,
+        )
         # Live feature rows for drift, the most recent ones only.
         self.recent_rows: deque[dict] = deque(maxlen=5000)
         for kind in SIGNAL_TYPES:  # every series exists from the start, at 0

@@ -56,6 +56,15 @@ class EnterpriseRecord:
     def mark_applied(self, env: Envelope) -> None:
         self.applied[f"{env.topic}/{env.partition}"] = env.offset
 
+    def close_alert(self, alert_id: str) -> str | None:
+        """Forget the open alert ``alert_id`` (resolved by a person); its category, or None if
+        it is not open."""
+        for category, entry in list(self.alerts.items()):
+            if entry["alert_id"] == alert_id:
+                del self.alerts[category]
+                return category
+        return None
+
     def to_dict(self) -> dict:
         return {"state": self.state.to_dict(), "alerts": self.alerts, "applied": self.applied}
 
