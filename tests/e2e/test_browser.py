@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from alerts.store.db import Database
+from alerts.store.workbench import export_outcomes, unpublished_outcomes
 from tests.support import REPO, RunningPipeline, base_env, cli, wait_until
 from tests.web_seed import PASSWORD, SHAJING, seed
 
@@ -39,7 +40,7 @@ def workbench_run(tmp_path, shared_dir):
     run = RunningPipeline(tmp_path / "home", env, url).start()
     try:
         web_url = json.loads((tmp_path / "home" / "run.json").read_text())["web_url"]
-        yield web_url
+        yield web_url, url
     finally:
         assert run.stop() == 0, run.output()[-3000:]
 
@@ -49,7 +50,8 @@ def test_inspector_works_an_alert_in_the_browser(workbench_run, tmp_path):
 
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
-    base = workbench_run.rstrip("/")
+    web_url, database_url = workbench_run
+    base = web_url.rstrip("/")
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
@@ -104,5 +106,12 @@ def test_inspector_works_an_alert_in_the_browser(workbench_run, tmp_path):
             page.screenshot(path=str(ARTIFACTS / "06-resolved-en.png"), full_page=True)
         finally:
             browser.close()
+    # The resolution reached the feedback topic: the publisher marks it once the broker took it.
+    db = Database(database_url, run_migrations=False)
+    try:
+        wait_until(lambda: [o for o in export_outcomes(db) if o["alert_id"] == ALERT] and not unpublished_outcomes(db),
+                   timeout=30, what="the outcome published to the feedback topic")
+    finally:
+        db.dispose()
     for name in ("01-login", "02-queue", "03-alert", "04-enterprise-file", "05-resolved", "06-resolved-en"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 5000
