@@ -1,5 +1,6 @@
-"""Every Prometheus metric LaborWatch exports, declared once, with bounded labels only
-(signal types, rejection reasons, levels, categories, queues, features: never an enterprise).
+"""Every Prometheus metric LaborWatch exports, the stream worker's (``Metrics``) and the
+workbench's (``WebMetrics``), declared once, with bounded labels only (signal types, rejection
+reasons, levels, categories, queues, features, routes, statuses: never an enterprise or a user).
 
 Counts that must agree do: each input that gets a verdict counts once in ``received`` and once
 in either ``accepted`` or ``rejected``, so received = accepted + rejected exactly.
@@ -93,7 +94,6 @@ class Metrics:
         for value in scores:
             self.score.observe(value)
 
-
     def refresh_drift(self, drift_reference: dict) -> None:
         """PSI of each feature over the recent rows against the model's training reference."""
         self.feature_psi.clear()
@@ -102,6 +102,32 @@ class Metrics:
         rows = list(self.recent_rows)
         for feature, reference in drift_reference.items():
             self.feature_psi.labels(feature).set(psi(reference, [row[feature] for row in rows]))
+
+
+class WebMetrics:
+    """The workbench's metrics (route templates, methods, status codes, workflow statuses:
+    never a user, an alert or an enterprise), on the registry ``laborwatch run`` serves."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("laborwatch_web_requests", "HTTP requests answered, by route template and status code.",
+                                ["method", "route", "status"], registry=r)
+        self.request_seconds = Histogram("laborwatch_web_request_seconds", "Time to answer a request, by route template.",
+                                         ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                                         registry=r)
+        self.transitions = Counter("laborwatch_alert_transitions", "Workflow steps people took, by the status reached.",
+                                   ["to"], registry=r)
+        self.login_failures = Counter("laborwatch_web_login_failures", "Failed logins (wrong password or locked).",
+                                      registry=r)
+        self.escalations = Counter("laborwatch_alerts_escalated", "Alerts sent to the command queue past their SLA.",
+                                   registry=r)
+        self.feedback_published = Counter("laborwatch_feedback_published", "Outcomes published to the feedback topic.",
+                                          registry=r)
+        from alerts.workflow import STATUSES
+
+        for status in STATUSES[1:]:
+            self.transitions.labels(status)
 
 
 def _signal_type(payload: str) -> str:

@@ -32,10 +32,10 @@ from alerts.store.db import Database
 from alerts.store.workbench import Forbidden, NotFound
 from alerts.web import i18n
 from alerts.web.deps import CsrfFailed, LoginRequired, csrf_token, translator
-from alerts.web.metrics import WebMetrics
 from alerts.workflow import TransitionError
 from config.files import Configs
 from config.settings import Settings
+from streams.metrics import WebMetrics
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("laborwatch.web")
