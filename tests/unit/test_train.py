@@ -2,7 +2,6 @@
 probabilities, a model that ranks better than chance on the holdout."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +28,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(data):
     snaps, y, mask = data
-    started = time.monotonic()
-    result = train(snaps, y, mask, horizon_days=60, seed=3)
-    return result, time.monotonic() - started
+    return train(snaps, y, mask, horizon_days=60, seed=3)
 
 
 def test_folds_are_consecutive_runs_of_as_of_dates(data):
@@ -48,10 +45,9 @@ def test_folds_are_consecutive_runs_of_as_of_dates(data):
     assert abs(len(np.unique(snaps.as_of[folds["train"]])) - 0.6 * dates) <= 1
 
 
-def test_training_picks_a_calibrated_candidate_of_either_family_quickly(data, trained):
+def test_training_picks_a_calibrated_candidate_of_either_family(data, trained):
     snaps, y, mask = data
-    result, seconds = trained
-    assert seconds < 60
+    result = trained
     families = {c["family"] for c in result.candidates}
     assert families == {"LogisticRegression", "HistGradientBoostingClassifier"}
     assert result.model_class in families
@@ -68,7 +64,7 @@ def test_training_picks_a_calibrated_candidate_of_either_family_quickly(data, tr
 
 
 def test_the_model_beats_chance_on_the_holdout(trained):
-    result, _ = trained
+    result = trained
     holdout = result.metrics["holdout"]
     assert holdout["positives"] > 0
     assert holdout["pr_auc"] > 2 * holdout["base_rate"]
@@ -78,7 +74,7 @@ def test_the_model_beats_chance_on_the_holdout(trained):
 def test_the_model_saves_with_skops_as_trusted_types_only(trained, tmp_path):
     import skops.io as sio
 
-    result, _ = trained
+    result = trained
     sio.dump(result.estimator, tmp_path / "m.skops")
     assert all(t.startswith(("sklearn.", "numpy.", "scipy.")) for t in sio.get_untrusted_types(file=tmp_path / "m.skops"))
 
