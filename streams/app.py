@@ -112,6 +112,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         datadir=str(settings.resolved_home / "faust"),  # not the working directory
         **tuning,
     )
+    _no_streaming_before_seek(app)
 
     raw = dict(key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     signals = app.topic(settings.topic("signals"), key_type=bytes, value_type=bytes, **raw)
@@ -343,6 +344,35 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
     app.laborwatch = dict(signals=signals, deadletter=deadletter, alerts=alerts, queues=queues,
                           enterprises=enterprises)  # type: ignore[attr-defined]
     return app
+
+
+def _no_streaming_before_seek(app: faust.App) -> None:
+    """Stop the flow of stream events while Faust seeks the new assignment to its committed offsets.
+
+    Faust 0.15.3 (tables/recovery.py) resumes the flow to read changelogs (``need_recovery``) or
+    standbys and leaves it running; ``on_recovery_completed`` then resumes the stream partitions
+    and awaits ``perform_seek()`` (an OffsetFetch round trip in the consumer thread) before its
+    ``flow_control.resume()``. In that window the fetcher already delivers the new partitions from
+    the committed offsets: the first events reach the agents, and then (1) ``perform_seek`` puts
+    the consumer's read offsets back to the committed ones, so the next fetched record looks like
+    a jump and ``_drain_messages`` records the skipped range as a gap that counts as acked, and
+    (2) ``flow_control.resume()`` clears the agents' queues, dropping the events not yet taken.
+    Dropped events are then committed over through the gap: lost, silently. Measured in the
+    scale-out test: after a hand-over, the first ~34 records of every partition were delivered
+    before the seek, 100 of them were processed and the 36 left in the queue never were, though
+    committed. Upstream faust-streaming #216/#217 fixed the same order in ``_resume_streams``.
+
+    ``on_rebalance_complete`` is the signal ``on_recovery_completed`` (and ``_resume_streams``)
+    sends first: stopping the flow there, as Faust's own revocation does (stop, suspend, clear),
+    keeps the fetcher idle until after the seek; those methods then resume it themselves. Events
+    already taken into a batch are not affected and are processed and acked as usual.
+    """
+
+    @app.on_rebalance_complete.connect
+    async def stop_flow_until_seek(sender: faust.App, **kwargs) -> None:
+        sender.consumer.stop_flow()
+        sender.flow_control.suspend()
+        sender.flow_control.clear()
 
 
 @contextmanager
