@@ -106,3 +106,15 @@ class RunningPipeline:
 
 def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def accepted_by(pipeline: RunningPipeline) -> float:
+    """Signals this `laborwatch run` process accepted itself (its laborwatch_signals_accepted
+    counter, summed over types), read from the metrics endpoint run.json names."""
+    import urllib.request
+
+    url = json.loads((pipeline.home / "run.json").read_text())["metrics_url"]
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("laborwatch_signals_accepted_total{"))
