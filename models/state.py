@@ -234,9 +234,9 @@ class EnterpriseState:
             "enterprise_id": self.enterprise_id,
             "clock_ts": self.clock_ts,
             "utility": {
-                u: {str(d): meters for d, meters in days.items()} for u, days in self.utility.items()
+                u: {str(d): dict(meters) for d, meters in days.items()} for u, days in self.utility.items()
             },
-            "meters": self.meters,
+            "meters": {u: list(m) for u, m in self.meters.items()},
             "wages": {p: list(vars(w).values()) for p, w in self.wages.items()},
             "inspections": [
                 [i.day, i.kind, i.workers, list(i.findings), i.arrears] for i in self.inspections

@@ -65,15 +65,18 @@ class EnterpriseRecord:
                 return category
         return None
 
+    # Both directions copy: the table keeps the dict it is given (memory://), and a record that a
+    # failed batch changed in place must not change what the retry reads back from the table.
     def to_dict(self) -> dict:
-        return {"state": self.state.to_dict(), "alerts": self.alerts, "applied": self.applied}
+        return {"state": self.state.to_dict(), "alerts": {c: dict(e) for c, e in self.alerts.items()},
+                "applied": dict(self.applied)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "EnterpriseRecord":
         return cls(
             state=EnterpriseState.from_dict(data["state"]),
-            alerts=data["alerts"],
-            applied=data["applied"],
+            alerts={c: dict(e) for c, e in data["alerts"].items()},
+            applied=dict(data["applied"]),
         )
 
     @classmethod

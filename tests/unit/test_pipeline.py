@@ -19,6 +19,7 @@ from models.scoring import RulesScorer
 from streams.backtest import MemorySeen, contract_alert, run_backtest
 from streams.ingest import split_lines
 from streams.pipeline import EnterpriseRecord, Envelope, Outcome, Pipeline
+from tests.unit.test_state_features import utility
 
 CONFIGS = load_configs(CONFIG_DIR)
 NOW = datetime(2025, 7, 1, tzinfo=timezone.utc)
@@ -366,3 +367,21 @@ def test_samples_alerts_follow_the_contract(replay):
     assert replay.alerts
     for alert in replay.alerts:
         assert list(validator.iter_errors(contract_alert(alert))) == [], alert
+
+
+def test_a_table_value_never_changes_behind_the_tables_back():
+    """The worker's table keeps the very dict it is given, and a batch that fails after changing
+    its records in place is retried from the table: neither direction may share anything."""
+    h = Harness()
+    h.process([h.envelope(unpaid_wage("2025-04", "2025-05-07", "2025-05-20"))])
+    stored = h.records[EID].to_dict()
+    before = json.loads(json.dumps(stored))
+    h.records = {EID: EnterpriseRecord.from_dict(stored)}
+    h.process([h.envelope(unpaid_wage("2025-05", "2025-06-07", "2025-06-20")),
+               h.envelope(inspection("2025-06-21", workers=40, findings=["wage_arrears"]))])
+    h.process([h.envelope({**utility("2025-06-21", 120.0, meter="E9"), "enterprise_id": EID})])
+    assert json.loads(json.dumps(stored)) == before
+    assert h.records[EID].alerts and h.records[EID].alerts != before["alerts"]
+    again = h.records[EID].to_dict()
+    h.process([h.envelope(inspection("2025-06-25", workers=80, findings=["wage_arrears"]))])
+    assert again["applied"] != h.records[EID].to_dict()["applied"]
