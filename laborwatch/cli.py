@@ -258,11 +258,12 @@ def simulate(
 
 
 def _register_model_commands() -> None:
-    from laborwatch.models_cli import evaluate_model, train_model
+    from laborwatch.models_cli import evaluate_model, sweep_thresholds, train_model
     from laborwatch.registry_cli import list_models, promote_model
 
     models_app.command("train")(train_model)
     models_app.command("evaluate")(evaluate_model)
+    models_app.command("thresholds")(sweep_thresholds)
     models_app.command("list")(list_models)
     models_app.command("promote")(promote_model)
 

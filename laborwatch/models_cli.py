@@ -138,6 +138,53 @@ def evaluate_model(
     typer.echo(f"wrote {report / 'metrics.json'} and {report / 'report.html'}")
 
 
+def sweep_thresholds(
+    version: str = typer.Argument(..., help="Model version (laborwatch models list)."),
+    enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
+    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL, arrival order)."),
+    disputes: Path = typer.Option(..., "--disputes", help="Disputes file (JSONL)."),
+    yellow: Optional[str] = typer.Option(None, "--yellow", help="Candidate yellow thresholds, comma-separated "
+                                         "(default 0.08 to 0.45)."),
+) -> None:
+    """What each yellow threshold would do with VERSION on these files: disputes warned 14+ days
+    ahead, median lead, no-dispute enterprises sent to yellow. Choose on worlds you do not report on;
+    the thresholds live in config/levels.yaml."""
+    from laborwatch.cli import CliError, _configs, _settings
+    from models.registry import ModelLoadError, scorer_for
+    from models.snapshots import rich_progress
+    from models.thresholds import DEFAULT_CANDIDATES, sweep
+
+    settings = _settings()
+    configs = _configs(settings)
+    _inputs(enterprises, signals, disputes)
+    try:
+        candidates = tuple(float(x) for x in yellow.split(",")) if yellow else DEFAULT_CANDIDATES
+    except ValueError:
+        raise CliError(f"--yellow: {yellow!r} is not a comma-separated list of numbers") from None
+    if not all(0 < c < 1 for c in candidates):
+        raise CliError("--yellow: thresholds are probabilities between 0 and 1")
+    try:
+        scorer = scorer_for(settings.resolved_model_dir, configs, version)
+    except ModelLoadError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        with rich_progress() as progress:
+            rows = sweep(scorer, configs, enterprises, signals, disputes, candidates, progress=progress)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    current = configs.levels.thresholds.yellow
+    typer.echo(f"{'yellow':>7}  {'warned 14d+':>11}  {'median lead':>11}  {'no-dispute yellow+':>18}   "
+               f"({rows[0].disputes} disputes, {rows[0].no_dispute_enterprises} enterprises without one)")
+    for row in rows:
+        mark = "  <- config/levels.yaml" if abs(row.yellow - current) < 1e-9 else ""
+        typer.echo(f"{row.yellow:>7.3f}  {_share(row.warned_14d_share):>11}  {_short(row.lead_days_median):>11}  "
+                   f"{_share(row.false_alarm_share):>18}{mark}")
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def _short(value) -> str:
     if value is None:
         return "-"
