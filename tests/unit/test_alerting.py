@@ -21,7 +21,7 @@ EID = "91440306BXKFLJ2K06"
 @pytest.mark.parametrize(
     "score, level",
     [
-        (0.0, None), (0.1999, None), (0.20, "blue"), (0.3499, "blue"), (0.35, "yellow"),
+        (0.0, None), (0.0999, None), (0.10, "blue"), (0.1499, "blue"), (0.15, "yellow"),
         (0.5999, "yellow"), (0.60, "orange"), (0.7999, "orange"), (0.80, "red"), (1.0, "red"),
     ],
 )
@@ -172,7 +172,7 @@ def test_electricity_drop_reason_in_words():
     assert scored.reasons == (
         {"code": "electricity_drop", "text": "electricity 78% below its own 8-week baseline", "value": 0.22},
     )
-    assert CONFIGS.levels.level_for(scored.score) == "blue"
+    assert CONFIGS.levels.level_for(scored.score) == "yellow"
 
 
 def test_spring_festival_silences_electricity_rules():
