@@ -130,29 +130,22 @@ def _page_error(request: Request, status_code: int, key: str, detail: str | None
 
 
 def _handlers(app: FastAPI) -> None:
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound):
-        if _is_api(request):
-            return JSONResponse({"detail": "not found"}, 404)
-        return _page_error(request, 404, "not_found")
+    def answer(status: int, message_key: str, tell: bool):
+        """JSON for the API, a page otherwise; ``tell``: the exception's words are shown (a
+        NotFound says nothing of what was asked for)."""
 
-    @app.exception_handler(Forbidden)
-    async def forbidden(request: Request, exc: Forbidden):
-        if _is_api(request):
-            return JSONResponse({"detail": str(exc)}, 403)
-        return _page_error(request, 403, "forbidden", str(exc))
+        async def handler(request: Request, exc: Exception):
+            if _is_api(request):
+                return JSONResponse({"detail": str(exc) if tell else "not found"}, status)
+            return _page_error(request, status, message_key, str(exc) if tell else None)
 
-    @app.exception_handler(TransitionError)
-    async def bad_transition(request: Request, exc: TransitionError):
-        if _is_api(request):
-            return JSONResponse({"detail": str(exc)}, 409)
-        return _page_error(request, 409, "bad_request", str(exc))
+        return handler
 
-    @app.exception_handler(ValueError)
-    async def bad_value(request: Request, exc: ValueError):
-        if _is_api(request):
-            return JSONResponse({"detail": str(exc)}, 400)
-        return _page_error(request, 400, "bad_request", str(exc))
+    for exc_type, status, message_key, tell in ((NotFound, 404, "not_found", False),
+                                                (Forbidden, 403, "forbidden", True),
+                                                (TransitionError, 409, "bad_request", True),
+                                                (ValueError, 400, "bad_request", True)):
+        app.add_exception_handler(exc_type, answer(status, message_key, tell))
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired):
