@@ -1,0 +1,96 @@
+"""The database goes away in the middle of a stream and comes back: the worker waits with its
+batch intact, and in the end nothing is lost or doubled.
+
+PostgreSQL only (the outage is real: connections to the test database are refused and the
+worker's are cut), so it runs where LABORWATCH_TEST_DATABASE_URL is set, as in CI.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from alerts.store.db import Database
+from alerts.store.models import AlertChange
+from alerts.store.repo import counts
+from streams.broker import EmbeddedBroker
+from tests.conftest import POSTGRES_URL, _fresh_postgres_database
+from tests.support import SAMPLES, RunningPipeline, base_env, cli, jsonl, wait_until
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def postgres_url():
+    if not POSTGRES_URL:
+        pytest.skip("LABORWATCH_TEST_DATABASE_URL is not set")
+    url, drop = _fresh_postgres_database()
+    yield url
+    drop()
+
+
+@contextmanager
+def outage(database_url: str):
+    """Refuse new connections to the database and cut the open ones; allow them again after."""
+    import psycopg
+
+    name = make_url(database_url).database
+    admin = make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            yield
+        finally:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+def test_a_database_outage_mid_stream_loses_and_doubles_nothing(tmp_path, shared_dir, postgres_url):
+    expected = json.loads((SAMPLES / "expected.json").read_text())
+    with EmbeddedBroker(tmp_path / "broker").start() as broker:
+        env = base_env(tmp_path / "home", postgres_url, LABORWATCH_BROKER=broker.url,
+                       LABORWATCH_BROKER_FLAVOR="tansu", LABORWATCH_BATCH_SIZE="200")
+        run = RunningPipeline(tmp_path / "home", env, postgres_url).start()
+        db = Database(postgres_url, run_migrations=False)
+        try:
+            cli(["enterprises", "import", str(SAMPLES / "enterprises.csv")], env)
+            cli(["ingest", str(SAMPLES / "signals.jsonl")], env)
+            wait_until(lambda: counts(db).accepted >= 2000, timeout=120, what="the worker to get going")
+            db.dispose()
+            with outage(postgres_url):
+                wait_until(lambda: "store unavailable" in run.output(), timeout=60,
+                           what="the worker to find the store gone")
+                assert counts_or_none(db) is None  # really gone
+            wait_until(lambda: (c := counts(db)).accepted + c.rejected >= expected["lines"], timeout=120,
+                       what="the worker to finish after the outage")
+
+            out = tmp_path / "backtest.jsonl"
+            cli(["backtest", "--enterprises", str(SAMPLES / "enterprises.csv"),
+                 "--signals", str(SAMPLES / "signals.jsonl"), "--out", str(out)], env)
+            want = sorted((a["alert_id"], a["level"], a["triggered_by"]) for a in jsonl(out.read_text()))
+
+            def stored():
+                with db.session() as session:
+                    return sorted(tuple(r) for r in session.execute(
+                        select(AlertChange.alert_id, AlertChange.level, AlertChange.triggered_by)))
+
+            wait_until(lambda: len(stored()) >= len(want), timeout=60, what="the alert store")
+            final = counts(db)
+            assert (final.accepted, final.rejected) == (expected["accepted"], len(expected["rejected"]))
+            assert stored() == want
+            assert run.proc.poll() is None, "the worker must wait the outage out, not stop"
+        finally:
+            assert run.stop() == 0, run.output()[-3000:]
+            db.dispose()
+
+
+def counts_or_none(db: Database):
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return counts(db)
+    except OperationalError:
+        return None
