@@ -141,3 +141,17 @@ def test_metrics_count_exactly_what_expected_json_says(samples_run):
 
     serving = ModelRegistry(run.home / "models").promoted() or "rules-v1"
     assert ("laborwatch_model_info", (("version", serving),)) in samples
+
+
+def test_the_web_port_serves_the_same_metrics_for_prometheus(samples_run):
+    """config/prometheus.yml's laborwatch-web job scrapes /metrics on the web port."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    run, _, _ = samples_run
+    web_url = json.loads((run.home / "run.json").read_text())["web_url"].rstrip("/")
+    urlopen(f"{web_url}/login", timeout=10).read()  # one request the workbench counts
+    names = {s.name: s for f in text_string_to_metric_families(urlopen(f"{web_url}/metrics", timeout=10).read().decode())
+             for s in f.samples if s.name in ("laborwatch_signals_received_total", "laborwatch_web_requests_total")}
+    assert set(names) == {"laborwatch_signals_received_total", "laborwatch_web_requests_total"}
