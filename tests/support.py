@@ -118,3 +118,27 @@ def accepted_by(pipeline: RunningPipeline) -> float:
         text = response.read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("laborwatch_signals_accepted_total{"))
+
+
+def backtest_samples(folder: Path, env: dict[str, str]) -> list[dict]:
+    """`laborwatch backtest` of the contract samples: the alert lines an uninterrupted run raises."""
+    out = folder / "backtest.jsonl"
+    cli(["backtest", "--enterprises", str(SAMPLES / "enterprises.csv"),
+         "--signals", str(SAMPLES / "signals.jsonl"), "--out", str(out)], env)
+    return jsonl(out.read_text())
+
+
+def alert_changes(alerts: list[dict]) -> list[tuple[str, str, str]]:
+    """(alert_id, level, triggered_by) of alert lines, sorted: what stored_alert_changes compares to."""
+    return sorted((a["alert_id"], a["level"], a["triggered_by"]) for a in alerts)
+
+
+def stored_alert_changes(db) -> list[tuple[str, str, str]]:
+    """(alert_id, level, triggered_by) of every alert revision in the store, sorted."""
+    from sqlalchemy import select
+
+    from alerts.store.models import AlertChange
+
+    with db.session() as session:
+        return sorted(tuple(r) for r in session.execute(
+            select(AlertChange.alert_id, AlertChange.level, AlertChange.triggered_by)))

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
 
 from alerts.store.db import Database
-from alerts.store.models import AlertChange
 from alerts.store.repo import counts
 from streams.broker import EmbeddedBroker
-from tests.support import SAMPLES, RunningPipeline, base_env, cli, jsonl, wait_until
+from tests.support import (SAMPLES, RunningPipeline, alert_changes, backtest_samples, base_env, cli,
+                           stored_alert_changes, wait_until)
 
 pytestmark = pytest.mark.broker
 
@@ -41,21 +40,12 @@ def test_killed_worker_loses_and_doubles_nothing(tmp_path, shared_dir):
         try:
             wait_until(lambda: (c := counts(db)).accepted + c.rejected >= expected["lines"],
                        timeout=90, what="the second worker to finish the samples")
-            out = tmp_path / "backtest.jsonl"
-            cli(["backtest", "--enterprises", str(SAMPLES / "enterprises.csv"),
-                 "--signals", str(SAMPLES / "signals.jsonl"), "--out", str(out)], env)
-            want = sorted((a["alert_id"], a["level"], a["triggered_by"]) for a in jsonl(out.read_text()))
-
-            def stored():
-                with db.session() as session:
-                    return sorted(session.execute(
-                        select(AlertChange.alert_id, AlertChange.level, AlertChange.triggered_by)).all())
-
-            wait_until(lambda: len(stored()) >= len(want), timeout=60, what="the alert store")
+            want = alert_changes(backtest_samples(tmp_path, env))
+            wait_until(lambda: len(stored_alert_changes(db)) >= len(want), timeout=60, what="the alert store")
             final = counts(db)
             assert final.accepted == expected["accepted"]
             assert final.rejected == len(expected["rejected"])  # no redelivery became a "duplicate"
-            assert [tuple(r) for r in stored()] == want
+            assert stored_alert_changes(db) == want
         finally:
             assert second.stop() == 0, second.output()[-3000:]
             db.dispose()

@@ -22,10 +22,11 @@ import pytest
 from sqlalchemy import select
 
 from alerts.store.db import Database
-from alerts.store.models import Alert, AlertChange, DeadLetter, SignalRecord
+from alerts.store.models import Alert, DeadLetter, SignalRecord
 from alerts.store.repo import counts
 from streams.broker import EmbeddedBroker
-from tests.support import SAMPLES, RunningPipeline, accepted_by, base_env, cli, jsonl, wait_until
+from tests.support import (SAMPLES, RunningPipeline, accepted_by, alert_changes, backtest_samples, base_env, cli,
+                           stored_alert_changes, wait_until)
 
 pytestmark = pytest.mark.broker
 
@@ -57,25 +58,16 @@ def test_two_workers_share_partitions_and_hand_over(tmp_path, shared_dir):
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; offsets never stored, by partition: {_missing_offsets(db)}") from None
 
-            out = tmp_path / "backtest.jsonl"
-            cli(["backtest", "--enterprises", str(SAMPLES / "enterprises.csv"),
-                 "--signals", str(SAMPLES / "signals.jsonl"), "--out", str(out)], env_a)
-            backtest = jsonl(out.read_text())
-            want = sorted((x["alert_id"], x["level"], x["triggered_by"]) for x in backtest)
-
-            def stored():
-                with db.session() as session:
-                    return sorted(tuple(r) for r in session.execute(
-                        select(AlertChange.alert_id, AlertChange.level, AlertChange.triggered_by)).all())
-
-            wait_until(lambda: len(stored()) >= len(want), timeout=60, what="the alert store")
+            backtest = backtest_samples(tmp_path, env_a)
+            want = alert_changes(backtest)
+            wait_until(lambda: len(stored_alert_changes(db)) >= len(want), timeout=60, what="the alert store")
 
             # No signal lost, none taken twice: every line once, accepted or rejected as expected.
             final = counts(db)
             assert (final.accepted, final.rejected) == (expected["accepted"], len(expected["rejected"]))
             assert _missing_offsets(db) == {}
             # No alert lost or doubled: every revision the backtest raises, each once, and no more.
-            assert stored() == want
+            assert stored_alert_changes(db) == want
             # Nor an alert opened twice for one episode: the same alerts per (enterprise, category).
             with db.session() as session:
                 opened = Counter(tuple(r) for r in session.execute(select(Alert.enterprise_id, Alert.category)))

@@ -10,15 +10,14 @@ import json
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from alerts.store.db import Database
-from alerts.store.models import AlertChange
 from alerts.store.repo import counts
 from streams.broker import EmbeddedBroker
 from tests.conftest import POSTGRES_URL, _fresh_postgres_database
-from tests.support import SAMPLES, RunningPipeline, base_env, cli, jsonl, wait_until
+from tests.support import (SAMPLES, RunningPipeline, alert_changes, backtest_samples, base_env, cli,
+                           stored_alert_changes, wait_until)
 
 pytestmark = pytest.mark.broker
 
@@ -67,20 +66,11 @@ def test_a_database_outage_mid_stream_loses_and_doubles_nothing(tmp_path, shared
             wait_until(lambda: (c := counts(db)).accepted + c.rejected >= expected["lines"], timeout=120,
                        what="the worker to finish after the outage")
 
-            out = tmp_path / "backtest.jsonl"
-            cli(["backtest", "--enterprises", str(SAMPLES / "enterprises.csv"),
-                 "--signals", str(SAMPLES / "signals.jsonl"), "--out", str(out)], env)
-            want = sorted((a["alert_id"], a["level"], a["triggered_by"]) for a in jsonl(out.read_text()))
-
-            def stored():
-                with db.session() as session:
-                    return sorted(tuple(r) for r in session.execute(
-                        select(AlertChange.alert_id, AlertChange.level, AlertChange.triggered_by)))
-
-            wait_until(lambda: len(stored()) >= len(want), timeout=60, what="the alert store")
+            want = alert_changes(backtest_samples(tmp_path, env))
+            wait_until(lambda: len(stored_alert_changes(db)) >= len(want), timeout=60, what="the alert store")
             final = counts(db)
             assert (final.accepted, final.rejected) == (expected["accepted"], len(expected["rejected"]))
-            assert stored() == want
+            assert stored_alert_changes(db) == want
             assert run.proc.poll() is None, "the worker must wait the outage out, not stop"
         finally:
             assert run.stop() == 0, run.output()[-3000:]
