@@ -73,6 +73,27 @@ def test_batches_are_idempotent_and_keep_raw_payloads(database_url):
     db.dispose()
 
 
+def test_seen_signals_find_exactly_the_stored_pairs(database_url):
+    """The duplicate lookup matches on (enterprise, signal id) pairs, not on either alone."""
+    db = Database(database_url)
+    other = "91440306P0MQ25QYJW"
+    received = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    accepted = [
+        AcceptedSignal({"signal_id": sid, "type": "utility", "enterprise_id": eid,
+                        "observed_at": "2025-03-01T02:00:00+08:00"}, received,
+                       Envelope(b"{}", "laborwatch.signals", 1, offset, received))
+        for eid, sid, offset in ((EID, "a", 5), (other, "b", 6), (EID, "c", 7))
+    ]
+    record_batch(db, accepted, [], {})
+    keys = [(EID, "a"), (EID, "b"), (other, "a"), (other, "b"), (EID, "zz"), (EID, "c")] * 100
+    assert DbSeenSignals(db).lookup(keys) == {
+        (EID, "a"): ("laborwatch.signals", 1, 5), (other, "b"): ("laborwatch.signals", 1, 6),
+        (EID, "c"): ("laborwatch.signals", 1, 7),
+    }
+    assert DbSeenSignals(db).lookup([]) == {}
+    db.dispose()
+
+
 def test_alert_revisions_apply_once_and_in_order(database_url):
     db = Database(database_url)
     upsert_enterprises(db, [ENTERPRISE])
