@@ -107,6 +107,11 @@ class SeenSignals(Protocol):
     def lookup(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Coords]: ...
 
 
+def _labels(registry: Registry, enterprise_id: str) -> dict[str, str]:
+    """The enterprise's place in the grid, which routing reads (only when an alert is made)."""
+    return {k: str(v) for k, v in (registry.get(enterprise_id) or {}).items() if k in ENTERPRISE_LABELS}
+
+
 def dead_letter(rejection: Rejection, env: Envelope) -> dict:
     return {
         "reason": rejection.reason,
@@ -191,7 +196,6 @@ class Pipeline:
 
     def _decide(self, record, signal, scored, registry: Registry, out: Outcome, received_at: datetime) -> None:
         eid = signal["enterprise_id"]
-        labels = {k: str(v) for k, v in (registry.get(eid) or {}).items() if k in ENTERPRISE_LABELS}
         common = dict(
             enterprise_id=eid,
             signal_id=signal["signal_id"],
@@ -217,7 +221,7 @@ class Pipeline:
                 **common,
             )
             if change is not None:
-                change.extra.update(labels=labels, received_at=received_at.isoformat())
+                change.extra.update(labels=_labels(registry, eid), received_at=received_at.isoformat())
                 out.alerts.append(change.to_alert())
         level = self.configs.levels.level_for(scored.score)
         if level is not None and scored.reasons:
@@ -231,5 +235,5 @@ class Pipeline:
                 **common,
             )
             if change is not None:
-                change.extra.update(labels=labels, received_at=received_at.isoformat())
+                change.extra.update(labels=_labels(registry, eid), received_at=received_at.isoformat())
                 out.alerts.append(change.to_alert())
