@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from models.simulate import simulate_world
-from tests.support import base_env, cli
+from tests.support import REPO, base_env, cli
 
 SCORER_KEYS = (
     "version", "roc_auc", "pr_auc", "brier", "precision_at_k", "recall_at_k", "lead_days", "lead_days_median",
@@ -65,3 +65,20 @@ def test_expected_failures_are_one_line(setup):
     unknown = cli(["models", "evaluate", "m-0000000000000000", *_files(root / "eval"), "--report", str(root / "r")],
                   env, check=False)
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "not in the registry" in unknown.stderr
+
+
+def test_thresholds_prints_one_row_per_candidate_and_marks_the_configured_one(setup):
+    from config.files import load_configs
+    from config.settings import CONFIG_DIR
+
+    root, env = setup
+    shipped = load_configs(CONFIG_DIR).levels.thresholds.yellow
+    model = json.loads((REPO / "models" / "shipped" / "promoted.json").read_text())["version"]
+    out = cli(["models", "thresholds", model, *_files(root / "eval"),
+               "--yellow", f"0.5,{shipped},0.05"], env, timeout=300).stdout.splitlines()
+    assert "disputes" in out[0] and "without one" in out[0]
+    rows = [line.split() for line in out[1:]]
+    assert [float(r[0]) for r in rows] == [0.05, shipped, 0.5]
+    assert [float(r[0]) for r in rows if "<-" in r] == [shipped]
+    bad = cli(["models", "thresholds", model, *_files(root / "eval"), "--yellow", "2"], env, check=False)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "between 0 and 1" in bad.stderr
