@@ -289,10 +289,12 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
     async def refresh_gauges() -> None:
         """Gauges read from the store and the consumer, not counted on the way."""
         m = runtime.metrics
-        open_rows = await asyncio.to_thread(repo.open_alerts_by_level_and_queue, runtime.db)
         sla = {level: s.acknowledge_hours for level, s in runtime.configs.sla.levels.items()}
-        late_rows = await asyncio.to_thread(repo.alerts_past_sla, runtime.db, sla)
+        open_rows = await read_store("the open-alert gauges", repo.open_alerts_by_level_and_queue, runtime.db)
+        late_rows = await read_store("the past-SLA gauges", repo.alerts_past_sla, runtime.db, sla)
         for gauge, rows in ((m.open_alerts, open_rows), (m.past_sla, late_rows)):
+            if rows is None:
+                continue  # the store is away: keep the last figures
             gauge.clear()
             for (level, queue), n in rows.items():
                 gauge.labels(level, queue).set(n)
@@ -375,6 +377,17 @@ def _no_streaming_before_seek(app: faust.App) -> None:
         sender.flow_control.clear()
 
 
+async def read_store(what: str, read: Callable, *args):
+    """A read for a timer, or None while the store is away. An exception in a Faust timer crashes
+    the whole app (mode's Service.crash), so a database outage that the batches wait out must
+    not stop the worker through a gauge or the console summary."""
+    try:
+        return await asyncio.to_thread(read, *args)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("store unavailable (%s); %s skipped this time", str(exc).splitlines()[0], what)
+        return None
+
+
 @contextmanager
 def _as_current_event(event: EventT) -> Iterator[None]:
     """Make ``event`` the current one for a table write in this task only.
@@ -397,7 +410,9 @@ def add_console_summary(app: faust.App, runtime: Runtime, every: float, echo: Ca
 
     @app.timer(every)
     async def summary() -> None:
-        c = await asyncio.to_thread(repo.counts, runtime.db)
+        c = await read_store("the console summary", repo.counts, runtime.db)
+        if c is None:
+            return
         shown = (c.accepted, c.rejected, c.alerts, tuple(sorted(c.alerts_by_level.items())))
         if shown != last[0]:
             last[0] = shown

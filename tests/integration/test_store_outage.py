@@ -60,9 +60,13 @@ def test_a_database_outage_mid_stream_loses_and_doubles_nothing(tmp_path, shared
             wait_until(lambda: counts(db).accepted >= 2000, timeout=120, what="the worker to get going")
             db.dispose()
             with outage(postgres_url):
-                wait_until(lambda: "store unavailable" in run.output(), timeout=60,
-                           what="the worker to find the store gone")
+                # Long enough for the batches and for the timers (console summary every 2 s,
+                # gauges every 10 s) to find the store gone: none of them may stop the worker.
+                wait_until(lambda: all(text in run.output() for text in (
+                    "retrying the batch", "the console summary skipped", "gauges skipped")),
+                    timeout=60, what="the batches and the timers to find the store gone")
                 assert counts_or_none(db) is None  # really gone
+                assert run.proc.poll() is None, run.output()[-3000:]
             wait_until(lambda: (c := counts(db)).accepted + c.rejected >= expected["lines"], timeout=120,
                        what="the worker to finish after the outage")
 
