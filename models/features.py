@@ -50,9 +50,8 @@ _RECENT_WINDOWS = (7, 28)
 _BASELINE_DAYS = 56
 # Age bands (days before the as-of day) the utility ratios are made of: 1-7, 8-28, 29-63, 64-84.
 # The 7-day ratio is band 0 against bands 1-2 (ages 8-63); the 28-day one bands 0-1 against 2-3.
-_BAND_EDGES = (1, 8, 29, 64, 85)
-assert _BAND_EDGES == (1, 1 + _RECENT_WINDOWS[0], 1 + _RECENT_WINDOWS[1],
-                       1 + _RECENT_WINDOWS[0] + _BASELINE_DAYS, 1 + _RECENT_WINDOWS[1] + _BASELINE_DAYS)
+_BAND_EDGES = (1, 1 + _RECENT_WINDOWS[0], 1 + _RECENT_WINDOWS[1],
+               1 + _RECENT_WINDOWS[0] + _BASELINE_DAYS, 1 + _RECENT_WINDOWS[1] + _BASELINE_DAYS)
 
 
 def _ratio(recent_sum: int, n_recent: int, base_sum: int, n_base: int, recent: int) -> float:
