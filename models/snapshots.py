@@ -19,19 +19,17 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from alerts.registry import read_enterprises
 from config.files import Configs
 from models.calendar import CHINA_TZ
 from models.features import FEATURE_NAMES, features, vector
 from models.scoring import Scored, Scorer
 from streams.backtest import Replay
-from streams.ingest import split_lines
 from streams.pipeline import Pipeline
 from streams.validation import parse_timestamp, validate_signal
 
@@ -202,11 +200,8 @@ def replay_with_snapshots(
 ) -> tuple[Snapshots, Replay]:
     """Replay the whole file through the pipeline with ``scorer`` (default: one that raises no
     risk alert), reading snapshots on the way; returns them and the replay (alerts, counts)."""
-    rows, _ = read_enterprises(enterprises_path)
-    registry = {row["enterprise_id"]: row for row in rows}
-    lines = split_lines(signals_path.read_bytes())
-    now = datetime.now(timezone.utc)
-    replay = Replay(Pipeline(configs, scorer or _Silent()), registry, lines, f"file:{signals_path.name}", now)
+    replay = Replay.of_files(Pipeline(configs, scorer or _Silent()), enterprises_path, signals_path)
+    registry, lines, now = replay.registry, replay.lines, replay.now
 
     observed = _observed(lines, registry, now, progress.step("validating signals", len(lines)))
     known = [t for t in observed if t is not None]

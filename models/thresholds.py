@@ -10,16 +10,13 @@ dispute sent to yellow. Choose on worlds kept apart from those you report on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from alerts.registry import read_enterprises
 from config.files import Configs
 from models.evaluate import warning_figures
 from models.scoring import Scorer
 from models.snapshots import SILENT, Progress, read_disputes
 from streams.backtest import Replay
-from streams.ingest import split_lines
 from streams.pipeline import Pipeline
 
 DEFAULT_CANDIDATES = (0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35, 0.45)
@@ -49,12 +46,9 @@ class Row:
 
 def sweep(scorer: Scorer, configs: Configs, enterprises: Path, signals: Path, disputes: Path,
           candidates: tuple[float, ...] = DEFAULT_CANDIDATES, progress: Progress = SILENT) -> list[Row]:
-    rows, _ = read_enterprises(enterprises)
-    lines = split_lines(signals.read_bytes())
     pipeline = _ScoreKeeping(configs, scorer)
-    replay = Replay(pipeline, {r["enterprise_id"]: r for r in rows}, lines, f"file:{signals.name}",
-                    datetime.now(timezone.utc))
-    replay.feed(0, len(lines), progress.step(f"replaying signals ({scorer.version})", len(lines)))
+    replay = Replay.of_files(pipeline, enterprises, signals)
+    replay.feed(0, len(replay.lines), progress.step(f"replaying signals ({scorer.version})", len(replay.lines)))
     found = read_disputes(disputes)
     known = set(replay.records)
     last_day = max((r.state.clock_day for r in replay.records.values() if r.state.clock_day), default=0)

@@ -56,6 +56,13 @@ class Replay:
     rejected: Counter = field(default_factory=Counter)
     batch_size: int = 2000  # the outcome does not depend on it (a test proves it)
 
+    @classmethod
+    def of_files(cls, pipeline: Pipeline, enterprises: Path, signals: Path, **kwargs) -> "Replay":
+        """A replay of the signal file ``signals`` against the registry file ``enterprises``."""
+        rows, _ = read_enterprises(enterprises)
+        return cls(pipeline, {row["enterprise_id"]: row for row in rows}, split_lines(signals.read_bytes()),
+                   f"file:{signals.name}", datetime.now(timezone.utc), **kwargs)
+
     def feed(self, start: int, stop: int, advance: Callable[[float], None] = lambda n=1: None) -> int:
         """Process lines[start:stop]; returns how many were accepted."""
         accepted = 0
@@ -89,15 +96,8 @@ def run_backtest(
     batch_size: int = 2000,
 ) -> Replay:
     """Replay ``signals`` and write one contract alert line per alert raised or escalated."""
-    rows, _ = read_enterprises(enterprises)
-    replay = Replay(
-        Pipeline(configs, scorer or RulesScorer(configs.rules)),
-        {row["enterprise_id"]: row for row in rows},
-        split_lines(signals.read_bytes()),
-        f"file:{signals.name}",
-        datetime.now(timezone.utc),
-        batch_size=batch_size,
-    )
+    replay = Replay.of_files(Pipeline(configs, scorer or RulesScorer(configs.rules)), enterprises, signals,
+                             batch_size=batch_size)
     replay.feed(0, len(replay.lines))
     router = Router(configs.routing)
     for alert in replay.alerts:

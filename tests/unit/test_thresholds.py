@@ -2,11 +2,9 @@
 says what the pipeline's own alerts say."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 import pytest
 
-from alerts.registry import read_enterprises
 from config.files import load_configs
 from config.settings import CONFIG_DIR
 from models.evaluate import warning_figures
@@ -15,7 +13,6 @@ from models.simulate import simulate_world
 from models.snapshots import read_disputes
 from models.thresholds import sweep
 from streams.backtest import Replay
-from streams.ingest import split_lines
 from streams.pipeline import Pipeline
 
 CONFIGS = load_configs(CONFIG_DIR)
@@ -45,10 +42,7 @@ def test_at_the_configured_threshold_it_agrees_with_the_pipelines_alerts(world):
     yellow = CONFIGS.levels.thresholds.yellow
     (row,) = sweep(scorer, CONFIGS, folder / "enterprises.csv", folder / "signals.jsonl",
                    folder / "disputes.jsonl", candidates=(yellow,))
-    rows, _ = read_enterprises(folder / "enterprises.csv")
-    replay = Replay(Pipeline(CONFIGS, scorer), {r["enterprise_id"]: r for r in rows},
-                    split_lines((folder / "signals.jsonl").read_bytes()), "file:signals.jsonl",
-                    datetime.now(timezone.utc))
+    replay = Replay.of_files(Pipeline(CONFIGS, scorer), folder / "enterprises.csv", folder / "signals.jsonl")
     replay.feed(0, len(replay.lines))
     last_day = max(r.state.clock_day for r in replay.records.values())
     real = warning_figures(replay.alerts, read_disputes(folder / "disputes.jsonl"), set(replay.records), last_day)
