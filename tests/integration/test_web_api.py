@@ -29,7 +29,7 @@ BANTIAN_ALERT = "a-yellow-bantian"
 
 
 @pytest.fixture(scope="module")
-def world(module_database_url, tmp_path_factory):
+def world(module_database_url, tmp_path_factory, shared_dir):  # seeded from the contract samples
     db = Database(module_database_url)
     seed(db)
     settings = Settings(home=tmp_path_factory.mktemp("home"), session_secret="test-secret-" + "x" * 20,
