@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9100, ge=0, le=65535)
     batch_size: int = Field(500, ge=1, description="Signals scored together (stream.take).")
     batch_within: float = Field(0.2, gt=0, description="Seconds to wait for a batch to fill.")
+    checkpoint_seconds: float = Field(
+        1.0, gt=0, description="How often changed enterprise records are written to the table and the signals "
+        "that changed them acked (a crash replays at most this much; fewer, bigger table writes).")
     log_level: str = Field("info")
     # The simulated feed of `run --simulate` (the demo): a district replayed from demo_start,
     # its first demo_history_days at full speed, then live, one simulated day every

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import time
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,41 +132,111 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
 
     processed_offsets: dict = {}  # TopicPartition -> last offset taken into a batch
 
-    # Decoded records, each beside the table value it was decoded from or written as. The table
-    # stays the truth and the commit point: an entry is used only while the table still holds that
-    # very object (memory:// stores values as given, and recovery or a hand-over puts new ones), so
-    # decoding (and the incremental window sums the state keeps) survive from batch to batch.
-    decoded: dict[str, tuple[dict, EnterpriseRecord]] = {}
+    # Decoded records, each beside the table value it was decoded from or last written as (None:
+    # not in the table yet). The table is the commit point: an entry is used only while the table
+    # still holds that very value (memory:// stores values as given, and recovery or a hand-over
+    # puts new ones), so decoding, the incremental window sums the state keeps, and the changes
+    # made since the last checkpoint survive from batch to batch.
+    decoded: dict[str, tuple[dict | None, EnterpriseRecord]] = {}
 
     def load_record(enterprise_id: str) -> EnterpriseRecord | None:
         data = enterprises.get(enterprise_id)
-        if data is None:
-            return None
         cached = decoded.get(enterprise_id)
         if cached is not None and cached[0] is data:
             return cached[1]
+        if data is None:
+            return None
         record = EnterpriseRecord.from_dict(data)
         decoded[enterprise_id] = (data, record)
         return record
 
-    # A batch reads records, awaits its sends and the store, then writes the records back; the
-    # feedback agent must not write the same records in between (its change would be lost).
+    # Checkpoints. A batch's effects that leave the process (alerts, dead letters, the ledger)
+    # are out before the batch ends; the records it changed are written to the table (one
+    # changelog message per enterprise, however many of its signals came since) and the signals
+    # acked (so that Faust may commit their offsets) together, every ``checkpoint_seconds``, when
+    # a rebalance or a stop waits for the acks, and never in between: an offset is committed only
+    # once the state it produced is in the table. A crash before a checkpoint replays the signals
+    # since the last one, which the table does not know, and the alert store and ledger take
+    # their effects once (revisions and signal ids).
+    dirty: dict[str, EventT] = {}  # enterprise id -> the newest event that changed its record
+    unacked: list[EventT] = []  # every signal event taken since the last checkpoint
+    checkpointed = [time.monotonic()]
+    replay_unacked = [False]  # a batch failed half-way: the next attempt redoes all since the checkpoint
+
+    # Batches, checkpoints and the feedback agent change the same records, each awaiting sends and
+    # the store in between: one at a time.
     records_lock = asyncio.Lock()
 
     @app.agent(signals, name="process-signals")
     async def process_signals(stream: StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+        follow_checkpoints(stream)
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_within):
             async with records_lock:
-                await _guarded(_process_batch_clean, stream, events)
+                unacked.extend(events)
+                try:
+                    await _guarded(_process_batch_clean, events)
+                except BaseException:
+                    # The worker is stopping on a defect: nothing since the checkpoint may be
+                    # acked. Let go of the events (Faust's wait for their acks ends when they
+                    # are collected) so that the stop is not held up; a restart replays them.
+                    unacked.clear()
+                    dirty.clear()
+                    decoded.clear()
+                    raise
+                if time.monotonic() - checkpointed[0] >= settings.checkpoint_seconds:
+                    await _checkpoint(stream)
 
-    async def _process_batch_clean(stream: StreamT, events: list[EventT]) -> None:
+    checkpoints: list[asyncio.Task] = []
+
+    def follow_checkpoints(stream: StreamT) -> None:
+        """Checkpoint when the stream is idle, and at once when a rebalance or a stop waits for
+        the acks (``stream_wait_empty``). A task of the loop, not a Faust timer: a stopping worker
+        ends its timers before its consumer waits for the last acks."""
+
+        async def follow() -> None:
+            while True:
+                await asyncio.sleep(0.05)
+                waiting = app.rebalancing or app.should_stop
+                if (unacked or dirty) and (waiting or time.monotonic() - checkpointed[0] >= settings.checkpoint_seconds):
+                    async with records_lock:
+                        await _checkpoint(stream)
+
+        for task in checkpoints:
+            task.cancel()  # the agent restarted: its old stream is gone
+        checkpoints[:] = [asyncio.get_running_loop().create_task(follow(), name="laborwatch-checkpoints")]
+
+    @app.on_before_shutdown.connect
+    async def stop_following_checkpoints(sender: faust.App, **kwargs) -> None:
+        """After the consumer's last wait for acks: nothing is left to checkpoint."""
+        for task in checkpoints:
+            task.cancel()
+
+    async def _checkpoint(stream: StreamT) -> None:
+        if replay_unacked[0]:
+            return  # a failed batch waits for its retry: nothing since the checkpoint is settled
+        for enterprise_id, event in dirty.items():
+            record = decoded[enterprise_id][1]
+            with _as_current_event(event):
+                data = enterprises[enterprise_id] = record.to_dict()
+            decoded[enterprise_id] = (data, record)
+        dirty.clear()
+        for event in unacked:
+            await stream.ack(event)
+        unacked.clear()
+        checkpointed[0] = time.monotonic()
+
+    async def _process_batch_clean(events: list[EventT]) -> None:
+        todo = list(unacked) if replay_unacked[0] else events
         try:
-            await _process_batch(stream, events)
+            await _process_batch(todo)
         except BaseException:
-            # The pipeline changed decoded records in place before the step that failed; the
-            # retry must start from the table, not from those half-applied records.
+            # The pipeline changed decoded records in place before the step that failed: the
+            # retry starts again from the table, with every signal since the checkpoint.
             decoded.clear()
+            dirty.clear()
+            replay_unacked[0] = True
             raise
+        replay_unacked[0] = False
 
     feedback = app.topic(settings.topic("feedback"), key_serializer="raw", value_serializer="raw",
                          partitions=settings.partitions)
@@ -188,9 +259,12 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
                 category = record.close_alert(alert_id) if record is not None else None
                 if category is None:
                     continue
+                # Written now, with everything the record holds: its signals' effects are out
+                # already, and this event is acked when the loop moves on.
                 with _as_current_event(event):
                     data = enterprises[enterprise_id] = record.to_dict()
                 decoded[enterprise_id] = (data, record)
+                dirty.pop(enterprise_id, None)
             runtime.metrics.closed_by_feedback.labels(category).inc()
             log.info("alert %s closed by feedback (%s)", alert_id, message.get("outcome"))
 
@@ -213,7 +287,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
                 os.kill(os.getpid(), signal.SIGTERM)
                 raise
 
-    async def _process_batch(stream: StreamT, events: list[EventT]) -> None:
+    async def _process_batch(events: list[EventT]) -> None:
         received_at = datetime.now(timezone.utc)
         envelopes = [
             Envelope(
@@ -248,13 +322,11 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         last_event = {}
         for event, env in zip(events, envelopes):
             last_event[env.coords] = event
-        by_enterprise: dict[str, EventT] = {}
         for accepted in outcome.accepted:
-            by_enterprise[accepted.signal["enterprise_id"]] = last_event[accepted.envelope.coords]
+            dirty[accepted.signal["enterprise_id"]] = last_event[accepted.envelope.coords]
         for enterprise_id, record in outcome.records.items():
-            with _as_current_event(by_enterprise[enterprise_id]):
-                data = enterprises[enterprise_id] = record.to_dict()
-            decoded[enterprise_id] = (data, record)
+            if decoded.get(enterprise_id, (None, None))[1] is not record:
+                decoded[enterprise_id] = (enterprises.get(enterprise_id), record)  # new, or reloaded
         for alert in outcome.alerts:
             log.info("alert %s %s %s (%s)", alert["alert_id"], alert["category"], alert["level"], alert["enterprise_id"])
 
