@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
 from alerts.store.db import Database
-from alerts.store.models import AlertChange, AlertQueue
+from alerts.store.models import AlertChange, AlertQueue, SignalRecord
 from alerts.store.repo import (
     DbRegistry, DbSeenSignals, apply_alert, counts, export_alerts, export_dead_letters, record_batch,
     upsert_enterprises,
@@ -54,7 +54,7 @@ def test_batches_are_idempotent_and_keep_raw_payloads(database_url):
     db = Database(database_url)
     received = datetime(2025, 3, 1, tzinfo=timezone.utc)
     signal = {"signal_id": "s1", "type": "utility", "enterprise_id": EID, "observed_at": "2025-03-01T02:00:00+08:00"}
-    env = Envelope(b"{}", "laborwatch.signals", 2, 17, received)
+    env = Envelope(json.dumps(signal).encode(), "laborwatch.signals", 2, 17, received)
     accepted = [AcceptedSignal(signal, parse_timestamp(signal["observed_at"]), env)]
     nasty = b"\x00\x01 not json \xff\xfe"
     letter = {"reason": "invalid_json", "detail": "not valid JSON", "payload": "unused", "signal_id": None,
@@ -65,6 +65,13 @@ def test_batches_are_idempotent_and_keep_raw_payloads(database_url):
     c = counts(db)
     assert (c.accepted, c.rejected) == (1, 1)
     assert DbSeenSignals(db).lookup([(EID, "s1"), (EID, "s2")]) == {(EID, "s1"): ("laborwatch.signals", 2, 17)}
+    with db.session() as session:  # the ledger row reads back as what was accepted
+        [row] = session.scalars(select(SignalRecord))
+        assert (row.payload, row.observed_at, row.received_at, row.type) == (
+            signal, datetime(2025, 2, 28, 18, tzinfo=timezone.utc), received, "utility")
+        later = session.scalar(select(func.count()).select_from(SignalRecord)
+                               .where(SignalRecord.observed_at > datetime(2025, 2, 28, 17, 59, 59, 999999, tzinfo=timezone.utc)))
+        assert later == 1, "stored stamps compare as datetimes"
     [exported] = list(export_dead_letters(db))
     Draft202012Validator(json.loads((CONTRACT / "dead_letter.schema.json").read_text())).validate(exported)
     assert exported["payload"].startswith("base64:")
@@ -81,7 +88,7 @@ def test_seen_signals_find_exactly_the_stored_pairs(database_url):
     accepted = [
         AcceptedSignal({"signal_id": sid, "type": "utility", "enterprise_id": eid,
                         "observed_at": "2025-03-01T02:00:00+08:00"}, received,
-                       Envelope(b"{}", "laborwatch.signals", 1, offset, received))
+                       Envelope(b'{"stand-in": "payload"}', "laborwatch.signals", 1, offset, received))
         for eid, sid, offset in ((EID, "a", 5), (other, "b", 6), (EID, "c", 7))
     ]
     record_batch(db, accepted, [], {})
