@@ -559,6 +559,30 @@ def _loads(text: str) -> tuple[Any, str | None]:
         return None, _clip(f"not valid JSON: {exc}")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unpaired_surrogate(obj: Any) -> str | None:
+    """JSON's ``\\uXXXX`` escapes can spell half of a UTF-16 pair alone, which is no Unicode
+    character (RFC 8259 section 8.2: software's behaviour on it is unpredictable): the text
+    cannot be stored, sent on or shown as UTF-8, so the input is not JSON text we can accept.
+    (Paired escapes decode to one character; only escapes can produce these, since the input
+    was decoded as UTF-8 first.)"""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                return f"not valid JSON text: an unpaired surrogate \\u{ord(found.group()):04x} in a string"
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Stage 4 (beyond minimum): finiteness, ratios, dates
 # --------------------------------------------------------------------------------------------
@@ -653,6 +677,8 @@ def _validate(
             bad = exc.object[exc.start]
             return None, Rejection("invalid_json", f"not valid UTF-8: byte 0x{bad:02x} at position {exc.start}")
     obj, problem = _loads(text)
+    if problem is None and "\\u" in text:
+        problem = _unpaired_surrogate(obj)
     if problem is not None:
         return None, Rejection("invalid_json", problem)
 

@@ -257,6 +257,19 @@ def test_invalid_utf8_is_invalid_json():
     assert reason_of(raw) == "invalid_json"
 
 
+@pytest.mark.parametrize("field", ["signal_id", "meter_id", "source", "key"])
+def test_an_unpaired_surrogate_escape_is_invalid_json(field):
+    """"\\ud800" parses (Python's json) but is no Unicode text: it could be neither stored in the
+    ledger nor sent on, and must not reach them (it once crashed the worker at the ledger)."""
+    obj = dict(UTILITY, **{field: "m\ud800-1"}) if field != "key" else dict(UTILITY, **{"x\udfff": 1})
+    raw = json.dumps(obj)
+    assert "\\ud" in raw
+    sig, rej = check(raw)
+    assert rej.reason == "invalid_json" and "unpaired surrogate" in rej.detail
+    pair = json.dumps(dict(UTILITY, meter_id="m\U0001f600"))  # an escaped pair is one character
+    assert "\\ud83d\\ude00" in pair and reason_of(pair) is None
+
+
 @pytest.mark.parametrize(
     "raw, detail",
     [
