@@ -588,23 +588,26 @@ def _unpaired_surrogate(obj: Any) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
+# Integers beyond what a double holds exactly (2^53) are no real count or amount, and downstream
+# (the table's and the topics' JSON, orjson) refuses those beyond 64 bits.
+_INT_LIMIT = 2**53
+
+
 def _non_finite(obj: dict) -> str | None:
-    stack: list[tuple[Any, tuple]] = []
-    for key, value in obj.items():
-        t = type(value)
-        if t is _float:
-            if value - value != 0.0:  # inf or nan
-                return f"{key}: {value} is not a finite number"
-        elif t is dict or t is list:
-            stack.append((value, (key,)))
+    """The first number that cannot be true whatever the field: not finite (JSON allows
+    ``1e999``), or an integer too large for any count or amount."""
+    stack: list[tuple[Any, tuple]] = [(obj, ())]
     while stack:
         node, path = stack.pop()
         items = node.items() if type(node) is dict else enumerate(node)
         for key, value in items:
             t = type(value)
             if t is _float:
-                if value - value != 0.0:
+                if value - value != 0.0:  # inf or nan
                     return f"{_path(path + (key,))}: {value} is not a finite number"
+            elif t is int:
+                if not -_INT_LIMIT <= value <= _INT_LIMIT:
+                    return f"{_path(path + (key,))}: {_short(value, 30)} is too large for any count or amount"
             elif t is dict or t is list:
                 stack.append((value, path + (key,)))
     return None

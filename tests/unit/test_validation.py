@@ -270,6 +270,17 @@ def test_an_unpaired_surrogate_escape_is_invalid_json(field):
     assert "\\ud83d\\ude00" in pair and reason_of(pair) is None
 
 
+@pytest.mark.parametrize("signal, field", [("INSPECTION", "workers_involved"), ("UTILITY", "consumption"),
+                                           ("WAGE", "headcount")])
+def test_an_integer_beyond_any_count_or_amount_is_out_of_range(signal, field):
+    """10^20 workers cannot be true, and beyond 64 bits it could not even be sent on as JSON."""
+    base = {"INSPECTION": INSPECTION, "UTILITY": UTILITY, "WAGE": WAGE}[signal]
+    sig, rej = check(json.dumps(dict(base, **{field: 10**20})))
+    assert rej.reason == "out_of_range" and rej.detail == f"{field}: 100000000000000000000 is too large for any count or amount"
+    assert reason_of(json.dumps(dict(base, extra={"nested": [2**63]}))) == "out_of_range"
+    assert reason_of(json.dumps(dict(base, **{field: 2**53 if field != "headcount" else 5000}))) is None
+
+
 @pytest.mark.parametrize(
     "raw, detail",
     [
