@@ -376,6 +376,7 @@ def measure_full(children: Children, bootstrap: str, world_dir: Path, lines: lis
             "load_before": load_before,
         }
         say(f"full pipeline: {n} signals in {span:.2f}s (first to last batch), {len(batches)} batches")
+        full["stages_us_per_signal"] = _stage_costs(home / "run.json", n)
 
         backlog_alerts = plan["backlog_alerts"]
         wait_until(lambda: alive() and _alert_changes(db) >= backlog_alerts, 120,
@@ -402,6 +403,23 @@ def measure_full(children: Children, bootstrap: str, world_dir: Path, lines: lis
         if rc not in (0, None, -signal.SIGINT):
             say(f"laborwatch run exited {rc}; tail of its output:\n{output()[-1500:]}")
     return full
+
+
+def _stage_costs(run_json: Path, n: int) -> dict[str, float]:
+    """Microseconds per signal the agent spent in each stage (laborwatch_stream_stage_seconds,
+    read from the worker's own /metrics), for the backlog just consumed."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = json.loads(run_json.read_text())["metrics_url"]
+    with urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        sample.labels["stage"]: sample.value / n * 1e6
+        for family in text_string_to_metric_families(text) if family.name == "laborwatch_stream_stage_seconds"
+        for sample in family.samples if sample.name.endswith("_total")
+    }
 
 
 def _paced(bootstrap, topic, lines, keys, ids, rate, db, target, total_alerts, alive, done) -> dict:
@@ -564,6 +582,19 @@ def _lat(p: dict) -> str:
             f"max {p['max'] * 1000:,.0f} ms  (n={p['n']})")
 
 
+def _stage_lines(full: dict, bare: dict) -> list[str]:
+    """Where a signal's time goes in the full pipeline, next to a bare agent's whole cost."""
+    stages = full.get("stages_us_per_signal")
+    if not stages or not full.get("per_second") or not bare.get("per_second"):
+        return []
+    total = 1e6 / full["per_second"]
+    rest = total - sum(stages.values())
+    parts = ", ".join(f"{name} {stages[name]:.0f}" for name in ("pipeline", "publish", "store", "checkpoint")
+                      if name in stages)
+    return [f"  per signal (us): {total:.0f} in all = {parts}, Faust and the rest {rest:.0f}; "
+            f"a bare agent's whole cost {1e6 / bare['per_second']:.0f}"]
+
+
 def report(r: dict) -> str:
     bare, full, ratio = r["bare"], r["full"], r["ratio_full_over_bare"]
     w = r["world"]
@@ -588,6 +619,7 @@ def report(r: dict) -> str:
         f"{full['seconds_first_batch_to_all_stored']:.2f}s wall",
         f"  RATIO full / bare                      {ratio:8.2f}            target >= 0.8: "
         f"{'MET' if ratio >= 0.8 else 'NOT MET'}",
+        *_stage_lines(full, bare),
         "-" * 100,
         "SIGNAL-TO-ALERT LATENCY  AlertChange.recorded_at - received_at of the triggering signal:",
         "  from the batch's arrival at the worker (received_at, stamped when the agent takes the batch) to the",

@@ -33,7 +33,7 @@ from config.files import Configs
 from config.settings import Settings
 from models.registry import ModelLoadError, scorer_for
 from models.scoring import RulesScorer, Scorer
-from streams.metrics import Metrics
+from streams.metrics import STREAM_STAGES, Metrics
 from streams.pipeline import EnterpriseRecord, Envelope, Outcome, Pipeline
 from streams.validation import parse_timestamp
 
@@ -214,6 +214,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
     async def _checkpoint(stream: StreamT) -> None:
         if replay_unacked[0]:
             return  # a failed batch waits for its retry: nothing since the checkpoint is settled
+        started = time.perf_counter()
         for enterprise_id, event in dirty.items():
             record = decoded[enterprise_id][1]
             with _as_current_event(event):
@@ -224,6 +225,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             await stream.ack(event)
         unacked.clear()
         checkpointed[0] = time.monotonic()
+        stage_seconds["checkpoint"].inc(time.perf_counter() - started)
 
     async def _process_batch_clean(events: list[EventT]) -> None:
         todo = list(unacked) if replay_unacked[0] else events
@@ -287,7 +289,10 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
                 os.kill(os.getpid(), signal.SIGTERM)
                 raise
 
+    stage_seconds = {stage: runtime.metrics.stage_seconds.labels(stage) for stage in STREAM_STAGES}
+
     async def _process_batch(events: list[EventT]) -> None:
+        started = time.perf_counter()
         received_at = datetime.now(timezone.utc)
         envelopes = [
             Envelope(
@@ -304,6 +309,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         outcome: Outcome = runtime.pipeline.process(
             envelopes, registry=runtime.registry, load_record=load_record, seen=runtime.seen
         )
+        started = _lap(stage_seconds["pipeline"], started)
         # Effects in an order that survives a crash anywhere (see streams.pipeline): first what
         # leaves the process, delivered; then the store; the table last, as the commit point.
         pending = []
@@ -316,8 +322,10 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             pending.append(await deadletter.send(key=key, value=letter))
         if pending:
             await asyncio.gather(*pending)
+        started = _lap(stage_seconds["publish"], started)
         raw = {env.coords: env.raw for env in envelopes}
         await asyncio.to_thread(repo.record_batch, runtime.db, outcome.accepted, outcome.dead_letters, raw)
+        started = _lap(stage_seconds["store"], started)
         runtime.metrics.count_outcome(outcome)
         last_event = {}
         for event, env in zip(events, envelopes):
@@ -447,6 +455,13 @@ def _no_streaming_before_seek(app: faust.App) -> None:
         sender.consumer.stop_flow()
         sender.flow_control.suspend()
         sender.flow_control.clear()
+
+
+def _lap(counter, started: float) -> float:
+    """Add the time since ``started`` to ``counter``; the time now."""
+    now = time.perf_counter()
+    counter.inc(now - started)
+    return now
 
 
 async def read_store(what: str, read: Callable, *args):

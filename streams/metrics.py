@@ -16,6 +16,7 @@ from models.drift import psi
 from streams.validation import REASONS
 
 SIGNAL_TYPES = ("wage", "utility", "inspection", "unknown")
+STREAM_STAGES = ("pipeline", "publish", "store", "checkpoint")
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
 
 
@@ -69,6 +70,12 @@ class Metrics:
             "Open alerts the stream closed because an inspector resolved them (the next risk raises a new one).",
             ["category"], registry=r,
         )
+        self.stage_seconds = Counter(
+            "laborwatch_stream_stage_seconds",
+            "Time the signal agent spent in each stage: pipeline (validation, state, features, scoring), "
+            "publish (alert and dead-letter sends), store (ledger and dead letters), checkpoint (table writes, acks).",
+            ["stage"], registry=r,
+        )
         # Live feature rows for drift, the most recent ones only.
         self.recent_rows: deque[dict] = deque(maxlen=5000)
         for kind in SIGNAL_TYPES:  # every series exists from the start, at 0
@@ -76,6 +83,8 @@ class Metrics:
             self.accepted.labels(kind)
         for reason in REASONS:
             self.rejected.labels(reason)
+        for stage in STREAM_STAGES:
+            self.stage_seconds.labels(stage)
 
     def count_outcome(self, outcome) -> None:
         for item in outcome.accepted:
