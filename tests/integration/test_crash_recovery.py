@@ -26,7 +26,10 @@ def test_killed_worker_loses_and_doubles_nothing(tmp_path, shared_dir):
     with EmbeddedBroker(tmp_path / "broker").start() as broker:
         env = base_env(tmp_path / "home", database_url, LABORWATCH_BROKER=broker.url,
                        LABORWATCH_BROKER_FLAVOR="tansu",
-                       LABORWATCH_BATCH_SIZE="200")
+                       LABORWATCH_BATCH_SIZE="200",
+                       # The kill lands between checkpoints, whatever the timing: the table holds
+                       # nothing of what the first worker did after its initial recovery.
+                       LABORWATCH_CHECKPOINT_SECONDS="600")
         first = RunningPipeline(tmp_path / "home", env, database_url).start()
         cli(["enterprises", "import", str(SAMPLES / "enterprises.csv")], env)
         cli(["ingest", str(SAMPLES / "signals.jsonl")], env)

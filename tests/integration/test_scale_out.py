@@ -36,8 +36,10 @@ def test_two_workers_share_partitions_and_hand_over(tmp_path, shared_dir):
     database_url = f"sqlite:///{tmp_path / 'laborwatch.db'}"
     expected = json.loads((SAMPLES / "expected.json").read_text())
     with EmbeddedBroker(tmp_path / "broker").start() as broker:
+        # No checkpoint falls due by the clock during the test: every one is made because a
+        # rebalance or the stop waits for the acks, which is what a hand-over must not lose.
         common = dict(LABORWATCH_BROKER=broker.url, LABORWATCH_BROKER_FLAVOR="tansu", LABORWATCH_BATCH_SIZE="100",
-                      LABORWATCH_LOG_LEVEL="info")
+                      LABORWATCH_LOG_LEVEL="info", LABORWATCH_CHECKPOINT_SECONDS="600")
         env_a = base_env(tmp_path / "a", database_url, **common)
         env_b = {**base_env(tmp_path / "b", database_url, **common), "LABORWATCH_APP_ID": env_a["LABORWATCH_APP_ID"]}
         a = RunningPipeline(tmp_path / "a", env_a, database_url).start()
