@@ -311,7 +311,8 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         )
         started = _lap(stage_seconds["pipeline"], started)
         # Effects in an order that survives a crash anywhere (see streams.pipeline): first what
-        # leaves the process, delivered; then the store; the table last, as the commit point.
+        # leaves the process, delivered; then the store; the changed records wait for the next
+        # checkpoint, the commit point.
         pending = []
         for alert in outcome.alerts:
             pending.append(await alerts.send(key=alert["enterprise_id"].encode(), value=alert))
