@@ -21,7 +21,9 @@ Figures, for the model and the rules side by side:
 
 Collective-incident alerts (30+ workers acting together) are left out of these figures: they are
 raised by the incident itself, not by a scorer. When a ``truth.json`` (the simulator's) lies
-beside the disputes file, the false-alarm figures are also given for its "healthy" enterprises.
+beside the disputes file, the false-alarm figures are also given for its "healthy" enterprises,
+and ``onset_oracle`` says how high a PR-AUC (and a ratio over the rules) any scorer could reach
+if nothing is visible before each trouble's onset (``onset_oracle``'s docstring).
 """
 from __future__ import annotations
 
@@ -179,13 +181,45 @@ def _scores(scorer: Scorer, snaps: Snapshots, progress: Progress, name: str) -> 
     return out
 
 
-def _truth_healthy(disputes_path: Path) -> set[str] | None:
-    path = disputes_path.parent / "truth.json"
+def _read_truth(disputes_path: Path) -> dict[str, dict] | None:
+    """The simulator's ``truth.json`` beside the disputes file (enterprise -> scenario, onset,
+    dispute), or None: real data has no such file."""
     try:
-        truth = json.loads(path.read_text())
-        return {eid for eid, t in truth.items() if t.get("scenario") == "healthy"}
-    except (OSError, ValueError, AttributeError):
+        truth = json.loads((disputes_path.parent / "truth.json").read_text())
+    except (OSError, ValueError):
         return None
+    if not isinstance(truth, dict) or not all(isinstance(t, dict) for t in truth.values()):
+        return None
+    return truth
+
+
+def _truth_healthy(truth: dict[str, dict] | None) -> set[str] | None:
+    return None if truth is None else {eid for eid, t in truth.items() if t.get("scenario") == "healthy"}
+
+
+def onset_oracle(snaps: Snapshots, y: np.ndarray, mask: np.ndarray, truth: dict[str, dict],
+                 repeats: int = 20, seed: int = 0) -> dict | None:
+    """How high a PR-AUC any scorer can reach when nothing tells a firm in trouble from a healthy
+    one before its trouble begins (``truth.json``'s ``onset``: an absconding owner's first missed
+    pay day, the first signs of a decline, the first wages held back on a site).
+
+    The oracle knows the labels and the onsets: every labelled row dated after its enterprise's
+    onset ranks above every other row, and the rest (the negatives, and the positive rows from
+    before the onset, which no signal can yet set apart) come in a random order; its PR-AUC is
+    the mean over ``repeats`` orders. It is an upper bound, not a target: a decline's first weeks
+    after its onset are barely visible either."""
+    from sklearn.metrics import average_precision_score
+
+    yt = y[mask]
+    if not 0 < yt.sum() < len(yt):
+        return None
+    onsets = {eid: date.fromisoformat(t["onset"]).toordinal() for eid, t in truth.items()
+              if isinstance(t.get("onset"), str)}
+    visible = np.array([bool(y[i]) and snaps.as_of[i] > onsets.get(str(snaps.enterprise_ids[i]), 10**9)
+                        for i in range(len(y))])[mask]
+    rng = np.random.default_rng(seed)
+    ap = [float(average_precision_score(yt, np.where(visible, 2.0, rng.random(len(yt))))) for _ in range(repeats)]
+    return {"pr_auc": statistics.fmean(ap), "positives_after_onset_share": float(visible.sum() / yt.sum())}
 
 
 def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: Path, disputes: Path,
@@ -202,7 +236,8 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
     scores = {"model": _scores(scorer, snaps, progress, scorer.version),
               "rules": _scores(rules_scorer, snaps, progress, rules_scorer.version)}
     known = set(model_run.records)  # enterprises with any accepted signal
-    healthy = _truth_healthy(disputes)
+    truth = _read_truth(disputes)
+    healthy = _truth_healthy(truth)
 
     result: dict = {
         "horizon_days": horizon,
@@ -224,6 +259,9 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
         result[name] = figures
     m, r = result["model"]["pr_auc"], result["rules"]["pr_auc"]
     result["pr_auc_ratio"] = m / r if m is not None and r else None
+    oracle = onset_oracle(snaps, y, mask, truth, seed=seed) if truth is not None else None
+    if oracle is not None:
+        result["onset_oracle"] = {**oracle, "pr_auc_ratio": oracle["pr_auc"] / r if r else None}
     result["targets"] = targets(result)
 
     estimator = getattr(scorer, "estimator", None)
@@ -385,6 +423,15 @@ SUMMARY_KEYS = (
 )
 
 
+def _oracle_html(result: dict) -> str:
+    oracle = result.get("onset_oracle")
+    if not oracle:
+        return ""
+    return (f" An oracle that knows when each trouble began (truth.json), with nothing visible before it, would"
+            f" reach PR-AUC {_fmt(oracle['pr_auc'])}, a ratio of {_fmt(oracle['pr_auc_ratio'])} over the rules"
+            f" ({oracle['positives_after_onset_share']:.0%} of the positive weeks come after the onset).")
+
+
 def render_html(result: dict, snaps: Snapshots, y: np.ndarray, mask: np.ndarray, scores: dict,
                 importance: dict | None) -> str:
     plots = _plots(result, snaps, y, mask, scores, importance)
@@ -415,7 +462,7 @@ figure {{ display: inline-block; margin: 1rem; vertical-align: top; }} figcaptio
 <h1>Evaluation of {html.escape(m['version'])} against {html.escape(r['version'])}</h1>
 <p>Horizon {result['horizon_days']} days; weekly snapshots on Mondays 00:00 China time; alert levels from the
 pipeline replayed over the files exactly as the stream would raise them.
-PR-AUC ratio model/rules: <b>{_fmt(result['pr_auc_ratio'])}</b>.</p>
+PR-AUC ratio model/rules: <b>{_fmt(result['pr_auc_ratio'])}</b>.{_oracle_html(result)}</p>
 <p><b>Selection bias.</b> Labels from the inspectors' outcomes (<code>models train --feedback</code>) exist only
 for enterprises that were alerted and visited: an unvisited enterprise with arrears counts as a negative, and
 the alerted ones are over-represented. Figures measured on such labels flatter the model that chose the
