@@ -72,8 +72,9 @@ class Metrics:
         )
         self.stage_seconds = Counter(
             "laborwatch_stream_stage_seconds",
-            "Time the signal agent spent in each stage: pipeline (validation, state, features, scoring), "
-            "publish (alert and dead-letter sends), store (ledger and dead letters), checkpoint (table writes, acks).",
+            "Wall time the signal agent spent in each stage (while it awaits a send or the store, the loop runs "
+            "other tasks): pipeline (validation, duplicate lookup, state, features, scoring), publish (alert and "
+            "dead-letter sends), store (ledger and dead letters), checkpoint (table writes, acks).",
             ["stage"], registry=r,
         )
         # Live feature rows for drift, the most recent ones only.
