@@ -370,9 +370,8 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
     async def refresh_gauges() -> None:
         """Gauges read from the store and the consumer, not counted on the way."""
         m = runtime.metrics
-        sla = {level: s.acknowledge_hours for level, s in runtime.configs.sla.levels.items()}
         open_rows = await read_store("the open-alert gauges", repo.open_alerts_by_level_and_queue, runtime.db)
-        late_rows = await read_store("the past-SLA gauges", repo.alerts_past_sla, runtime.db, sla)
+        late_rows = await read_store("the past-SLA gauges", repo.alerts_past_sla, runtime.db, runtime.configs.sla)
         for gauge, rows in ((m.open_alerts, open_rows), (m.past_sla, late_rows)):
             if rows is None:
                 continue  # the store is away: keep the last figures

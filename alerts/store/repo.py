@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from alerts.store.db import Database
 from alerts.store.models import Alert, AlertChange, AlertQueue, DeadLetter, Enterprise, SignalRecord
+from alerts.workflow import sla_state
+from config.files import SlaConfig
 from models.calendar import CHINA_TZ
 from streams.validation import parse_timestamp, payload_text
 
@@ -26,7 +28,7 @@ ENTERPRISE_FIELDS = (
 )
 
 
-def _now() -> datetime:
+def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
@@ -44,7 +46,7 @@ def _insert_ignore(session: Session, model, rows: list[dict]) -> None:
 def upsert_enterprises(db: Database, rows: Sequence[dict]) -> tuple[int, int]:
     """Add or update registry rows; returns (added, updated)."""
     added = updated = 0
-    now = _now()
+    now = now_utc()
     with db.session() as session:
         for chunk_start in range(0, len(rows), 500):
             chunk = rows[chunk_start : chunk_start + 500]
@@ -199,7 +201,7 @@ def _insert_ledger(session: Session, accepted: Sequence) -> None:
 # -- alerts -----------------------------------------------------------------------------------
 def apply_alert(db: Database, alert: dict, actor: str = "pipeline") -> bool:
     """Store one routed alert revision; a revision already stored (or older) changes nothing."""
-    now = _now()
+    now = now_utc()
     raised_at = parse_timestamp(alert["raised_at"])
     with db.session() as session:
         current = session.get(Alert, alert["alert_id"])
@@ -293,10 +295,11 @@ def open_alerts_by_level_and_queue(db: Database) -> dict[tuple[str, str], int]:
     return {(level, queue): n for level, queue, n in rows}
 
 
-def alerts_past_sla(db: Database, acknowledge_hours: dict[str, float], now: datetime | None = None) -> dict[tuple[str, str], int]:
-    """Open alerts still `new` longer than their level's acknowledgement SLA, by level and queue;
-    the clock starts when the alert was first stored."""
-    now = now or _now()
+def alerts_past_sla(db: Database, sla: SlaConfig, now: datetime | None = None) -> dict[tuple[str, str], int]:
+    """Open alerts still `new` past their level's acknowledgement deadline, by level and queue:
+    the workbench's SLA rule (``alerts.workflow.sla_state``, the clock starting when the alert was
+    first stored), counted for the gauge."""
+    now = now or now_utc()
     first_stored = (
         select(AlertChange.alert_id, func.min(AlertChange.recorded_at).label("stored_at"))
         .group_by(AlertChange.alert_id).subquery()
@@ -310,7 +313,7 @@ def alerts_past_sla(db: Database, acknowledge_hours: dict[str, float], now: date
     late: dict[tuple[str, str], int] = {}
     for level, queue, stored_at in rows:
         stored_at = stored_at if stored_at.tzinfo else stored_at.replace(tzinfo=timezone.utc)
-        if (now - stored_at).total_seconds() > acknowledge_hours[level] * 3600:
+        if sla_state(sla, level, "new", stored_at, now).overdue == "acknowledge":
             late[(level, queue)] = late.get((level, queue), 0) + 1
     return late
 

@@ -17,17 +17,13 @@ from alerts.store.models import (
     Alert, AlertChange, AlertQueue, AlertTransition, AlertTriage, AuditEntry, Enterprise, LoginFailure, Outcome,
     Silence, SignalRecord, User,
 )
-from alerts.store.repo import _insert_ignore
+from alerts.store.repo import _insert_ignore, now_utc
 from alerts.workflow import OPEN_STATUSES, SlaState, check_transition, sla_state
 from config.files import Configs
 
 ROLES = ("inspector", "supervisor", "analyst", "admin")
 LEVEL_RANK = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
 COMMAND_RECEIVER = "district-command"
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)

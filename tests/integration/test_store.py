@@ -125,12 +125,17 @@ def test_alerts_past_their_acknowledgement_sla(database_url):
     from datetime import timedelta
 
     from alerts.store.repo import alerts_past_sla
+    from config.files import SlaConfig
+
+    def sla(**acknowledge_hours) -> SlaConfig:
+        hours = {"red": 2, "orange": 8, "yellow": 24, "blue": 72, **acknowledge_hours}
+        return SlaConfig(config_version=1, levels={level: {"acknowledge_hours": h, "on_site_hours": 2 * h}
+                                                   for level, h in hours.items()})
 
     db = Database(database_url)
     apply_alert(db, _alert(1, "red"))
-    sla = {"red": 2, "orange": 8, "yellow": 24, "blue": 72}
     soon, later = datetime.now(timezone.utc) + timedelta(hours=1), datetime.now(timezone.utc) + timedelta(hours=3)
-    assert alerts_past_sla(db, sla, now=soon) == {}
-    assert alerts_past_sla(db, sla, now=later) == {("red", "street:shajing"): 1}
-    assert alerts_past_sla(db, {**sla, "red": 4}, now=later) == {}
+    assert alerts_past_sla(db, sla(), now=soon) == {}
+    assert alerts_past_sla(db, sla(), now=later) == {("red", "street:shajing"): 1}
+    assert alerts_past_sla(db, sla(red=4), now=later) == {}
     db.dispose()
