@@ -25,13 +25,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     "water_metered",
     "wage_days_overdue_max",
     "wage_arrears_months",
-    "wage_unpaid_share_last",
+    "wage_unpaid_share_past_grace",
     "wage_arrears_per_worker",
     "wage_days_late_max_180d",
     "wage_late_count_180d",
     "wage_days_since_record",
     "headcount_change_3m",
-    "social_insurance_unpaid_share_last",
+    "social_insurance_unpaid_share_past_grace",
     "complaints_count_90d",
     "complaints_workers_max_90d",
     "findings_wage_arrears_180d",
@@ -80,8 +80,12 @@ def _wages(state: EnterpriseState, as_of: int, out: dict[str, float]) -> None:
     unpaid = [w for w in overdue if w.paid_day is None or w.paid < w.due - 0.5]
     out["wage_days_overdue_max"] = float(max((as_of - w.due_day for w in unpaid), default=0))
     out["wage_arrears_months"] = float(len(unpaid))
-    last = overdue[-1] if overdue else None
-    out["wage_unpaid_share_last"] = (
+    # The unpaid shares read the last period whose grace has passed (due day + GRACE_DAYS before
+    # the as-of day): a firm paying within the grace is not "100% unpaid" in the meantime. Social insurance is due
+    # with the period's wages (the same record and due day), so it gets the same grace.
+    past_grace = [w for w in overdue if w.due_day + GRACE_DAYS < as_of]
+    last = past_grace[-1] if past_grace else None
+    out["wage_unpaid_share_past_grace"] = (
         max(0.0, 1.0 - last.paid / last.due) if last is not None and last.due > 0 else 0.0
     )
     arrears = sum(max(0.0, w.due - w.paid) for w in unpaid)
@@ -104,8 +108,8 @@ def _wages(state: EnterpriseState, as_of: int, out: dict[str, float]) -> None:
         out["headcount_change_3m"] = periods[-1].headcount / periods[-4].headcount - 1.0
     else:
         out["headcount_change_3m"] = 0.0
-    si = [w for w in overdue if w.si_due]
-    out["social_insurance_unpaid_share_last"] = (
+    si = [w for w in past_grace if w.si_due]
+    out["social_insurance_unpaid_share_past_grace"] = (
         max(0.0, 1.0 - (si[-1].si_paid or 0.0) / si[-1].si_due) if si else 0.0
     )
 
@@ -191,13 +195,15 @@ FEATURE_TEXT: dict[str, str] = {
     "water_days_since_reading": "no water reading for {value:.0f} days",
     "wage_days_overdue_max": "wages unpaid {value:.0f} days after the statutory pay day",
     "wage_arrears_months": "{value:.0f} pay period(s) in arrears",
-    "wage_unpaid_share_last": "{pct:.0f}% of the last pay period's wages unpaid",
+    "wage_unpaid_share_past_grace":
+        f"{{pct:.0f}}% of the last pay period's wages still unpaid after the {GRACE_DAYS} days' grace",
     "wage_arrears_per_worker": "arrears of about {value:,.0f} yuan per worker",
     "wage_days_late_max_180d": "wages paid up to {value:.0f} days late in the last 180 days",
     "wage_late_count_180d": "wages paid late {value:.0f} times in the last 180 days",
     "wage_days_since_record": "no payroll record for {value:.0f} days",
     "headcount_change_3m": "headcount changed {pct:+.0f}% in three months",
-    "social_insurance_unpaid_share_last": "{pct:.0f}% of the last period's social insurance unpaid",
+    "social_insurance_unpaid_share_past_grace":
+        f"{{pct:.0f}}% of the last period's social insurance still unpaid after the {GRACE_DAYS} days' grace",
     "complaints_count_90d": "{value:.0f} complaint(s), petition(s) or hotline call(s) in 90 days",
     "complaints_workers_max_90d": "up to {value:.0f} workers in one complaint in 90 days",
     "findings_wage_arrears_180d": "wage arrears found {value:.0f} time(s) in 180 days",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from models.calendar import CHINA_TZ
+from models.features import GRACE_DAYS
 
 LANGS = ("zh", "en")
 DEFAULT_LANG = "zh"
@@ -168,13 +169,13 @@ FEATURE_TEXT_ZH: dict[str, str] = {
     "water_days_since_reading": "已{value:.0f}天无水表读数",
     "wage_days_overdue_max": "工资超过法定发薪日{value:.0f}天未发",
     "wage_arrears_months": "拖欠{value:.0f}个工资周期",
-    "wage_unpaid_share_last": "上一工资周期{pct:.0f}%的工资未发",
+    "wage_unpaid_share_past_grace": f"上一工资周期{{pct:.0f}}%的工资超过{GRACE_DAYS}天宽限期仍未发放",
     "wage_arrears_per_worker": "人均欠薪约{value:,.0f}元",
     "wage_days_late_max_180d": "近180天工资最多迟发{value:.0f}天",
     "wage_late_count_180d": "近180天工资迟发{value:.0f}次",
     "wage_days_since_record": "已{value:.0f}天无工资发放记录",
     "headcount_change_3m": "三个月内用工人数变化{pct:+.0f}%",
-    "social_insurance_unpaid_share_last": "上一周期{pct:.0f}%的社保未缴",
+    "social_insurance_unpaid_share_past_grace": f"上一周期{{pct:.0f}}%的社保超过{GRACE_DAYS}天宽限期仍未缴纳",
     "complaints_count_90d": "90天内投诉、信访或热线{value:.0f}次",
     "complaints_workers_max_90d": "90天内单次投诉最多涉及{value:.0f}名工人",
     "findings_wage_arrears_180d": "180天内{value:.0f}次查实欠薪",

@@ -225,10 +225,11 @@ def test_wage_overdue_levels_match_the_local_scheme(overdue, level):
 
 
 def test_score_batch_matches_score_one():
-    rows = [NEUTRAL, NEUTRAL | {"complaints_count_90d": 4.0}, NEUTRAL | {"wage_unpaid_share_last": 0.5}]
+    rows = [NEUTRAL, NEUTRAL | {"complaints_count_90d": 4.0}, NEUTRAL | {"wage_unpaid_share_past_grace": 0.5}]
     assert SCORER.score(rows) == [SCORER.score_one(r) for r in rows]
     assert SCORER.score(rows)[1].score == pytest.approx(1 - 0.7 * 0.7)
-    assert SCORER.score(rows)[2].reasons[0]["text"] == "50% of the last pay period's wages unpaid"
+    assert SCORER.score(rows)[2].reasons[0]["text"] == (
+        "50% of the last pay period's wages still unpaid after the 5 days' grace")
 
 
 # --- routing ---------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def test_one_unpaid_period_overdue_days_and_months():
     f = features(state, as_of_day=day("2025-03-20"))
     assert f["wage_days_overdue_max"] == 41.0
     assert f["wage_arrears_months"] == 1.0
-    assert f["wage_unpaid_share_last"] == 1.0
+    assert f["wage_unpaid_share_past_grace"] == 1.0
     assert f["wage_arrears_per_worker"] == pytest.approx(100_000 / 50)
 
 
@@ -144,12 +144,12 @@ def test_later_record_for_same_period_supersedes():
     partial = wage("2025-01", paid=50_000.0, observed=ts("2025-02-10"))
     full = wage("2025-01", paid_date="2025-02-25")
     state = feed(partial)
-    assert features(state, as_of_day=day("2025-02-20"))["wage_unpaid_share_last"] == pytest.approx(0.5)
+    assert features(state, as_of_day=day("2025-02-20"))["wage_unpaid_share_past_grace"] == pytest.approx(0.5)
     feed(full, state=state)
     f = features(state, as_of_day=day("2025-03-20"))
     assert f["wage_days_overdue_max"] == 0.0
     assert f["wage_arrears_months"] == 0.0
-    assert f["wage_unpaid_share_last"] == 0.0
+    assert f["wage_unpaid_share_past_grace"] == 0.0
     assert f["wage_days_late_max_180d"] == 18.0  # paid 2025-02-25, due 2025-02-07
     assert f["wage_late_count_180d"] == 1.0
 
@@ -196,9 +196,60 @@ def test_headcount_change_and_social_insurance():
         wage("2024-12", paid_date="2025-01-05", headcount=90),
         wage("2025-01", paid_date="2025-02-05", headcount=70, si_due=1000.0, si_paid=250.0),
     )
-    f = features(state, as_of_day=day("2025-02-10"))
+    f = features(state, as_of_day=day("2025-02-13"))  # due 2025-02-07: its 5 days' grace has passed
     assert f["headcount_change_3m"] == pytest.approx(-0.3)
-    assert f["social_insurance_unpaid_share_last"] == pytest.approx(0.75)
+    assert f["social_insurance_unpaid_share_past_grace"] == pytest.approx(0.75)
+
+
+# The unpaid shares read the last period whose 5 days' grace has passed (due 2025-02-07: grace
+# days 02-08 to 02-12; from 02-13 on it has passed).
+def test_unpaid_within_the_grace_is_not_an_unpaid_share():
+    state = feed(wage("2025-01", observed=ts("2025-02-07"), si_due=20_000.0, si_paid=0.0))
+    for as_of in ("2025-02-08", "2025-02-10", "2025-02-12"):
+        f = features(state, as_of_day=day(as_of))
+        assert f["wage_unpaid_share_past_grace"] == 0.0, as_of
+        assert f["social_insurance_unpaid_share_past_grace"] == 0.0, as_of
+        assert f["wage_days_overdue_max"] > 0  # overdue all the same: the grace only delays the shares
+    f = features(state, as_of_day=day("2025-02-13"))
+    assert f["wage_unpaid_share_past_grace"] == 1.0
+    assert f["social_insurance_unpaid_share_past_grace"] == 1.0
+
+
+def test_partly_paid_past_the_grace_gives_the_unpaid_share():
+    state = feed(wage("2025-01", paid=70_000.0, observed=ts("2025-02-07"), si_due=20_000.0, si_paid=5_000.0))
+    assert features(state, as_of_day=day("2025-02-12"))["wage_unpaid_share_past_grace"] == 0.0
+    f = features(state, as_of_day=day("2025-02-20"))
+    assert f["wage_unpaid_share_past_grace"] == pytest.approx(0.3)
+    assert f["social_insurance_unpaid_share_past_grace"] == pytest.approx(0.75)
+
+
+def test_paid_on_grace_day_three_is_never_unpaid():
+    state = feed(wage("2025-01", observed=ts("2025-02-07"), si_due=20_000.0, si_paid=0.0))
+    before = features(state, as_of_day=day("2025-02-10"))
+    assert before["wage_unpaid_share_past_grace"] == 0.0
+    feed(wage("2025-01", paid_date="2025-02-10", si_due=20_000.0, si_paid=20_000.0), state=state)
+    for as_of in ("2025-02-11", "2025-02-13", "2025-03-01"):
+        f = features(state, as_of_day=day(as_of))
+        assert f["wage_unpaid_share_past_grace"] == 0.0, as_of
+        assert f["social_insurance_unpaid_share_past_grace"] == 0.0, as_of
+        assert f["wage_late_count_180d"] == 0.0  # 3 days late: within the grace
+
+
+def test_the_unpaid_share_reads_the_last_period_past_its_grace_not_the_newest():
+    # January half unpaid and past its grace; February due 03-07, unpaid but within its grace.
+    state = feed(
+        wage("2025-01", paid=50_000.0, observed=ts("2025-02-07")),
+        wage("2025-02", observed=ts("2025-03-07")),
+    )
+    assert features(state, as_of_day=day("2025-03-10"))["wage_unpaid_share_past_grace"] == pytest.approx(0.5)
+    assert features(state, as_of_day=day("2025-03-13"))["wage_unpaid_share_past_grace"] == 1.0
+
+
+def test_memoised_wage_part_follows_the_as_of_day_across_the_grace():
+    # The same state read day after day: the memoised wage part must not keep a pre-grace value.
+    state = feed(wage("2025-01", observed=ts("2025-02-07")))
+    shares = [features(state, as_of_day=day("2025-02-07") + n)["wage_unpaid_share_past_grace"] for n in range(1, 9)]
+    assert shares == [0.0] * 5 + [1.0] * 3
 
 
 # --- utilities -------------------------------------------------------------------------------

@@ -79,8 +79,9 @@ def test_every_feature_has_chinese_and_reasons_render_from_code_and_value():
     assert set(FEATURE_TEXT_ZH) == set(FEATURE_NAMES) == set(FEATURE_TEXT)
     for name in FEATURE_NAMES:
         assert reason_text("zh", {"code": name, "value": 0.25, "text": "x"}) != "x"
-    reason = {"code": "wage_unpaid_share_last", "value": 0.82, "text": "82% of the last pay period's wages unpaid"}
-    assert reason_text("zh", reason) == "上一工资周期82%的工资未发"
+    reason = {"code": "wage_unpaid_share_past_grace", "value": 0.82,
+              "text": "82% of the last pay period's wages still unpaid after the 5 days' grace"}
+    assert reason_text("zh", reason) == "上一工资周期82%的工资超过5天宽限期仍未发放"
     assert reason_text("en", reason) == reason["text"]
     rule = {"code": "electricity_collapse", "value": 0.1, "text": "electricity has almost stopped"}
     assert reason_text("zh", rule, {"electricity_collapse": "electricity_ratio_7d_56d"}) == "用电量比自身8周基线低90%（近7天）"
