@@ -93,6 +93,8 @@ from pathlib import Path
 
 import numpy as np
 
+# Chinese New Year: the features' own table; the shutdown around it is normal for every firm.
+from models.calendar import SPRING_FESTIVAL
 from streams.validation import (  # one implementation of GB 32100-2015
     CREDIT_CODE_ALPHABET,
     credit_code_check_character,
@@ -125,28 +127,6 @@ DEMO_TROUBLE_RATE = 0.18
 
 SCENARIOS = ("healthy", "decline", "abscond", "construction_arrears", "recover")
 
-# Chinese New Year (first day of the first lunar month). Real dates; the shutdown around it is
-# normal for every firm (NOTES.md: "Spring Festival shuts many factories for two to three weeks").
-SPRING_FESTIVAL = {
-    2018: date(2018, 2, 16),
-    2019: date(2019, 2, 5),
-    2020: date(2020, 1, 25),
-    2021: date(2021, 2, 12),
-    2022: date(2022, 2, 1),
-    2023: date(2023, 1, 22),
-    2024: date(2024, 2, 10),
-    2025: date(2025, 1, 29),
-    2026: date(2026, 2, 17),
-    2027: date(2027, 2, 6),
-    2028: date(2028, 1, 26),
-    2029: date(2029, 2, 13),
-    2030: date(2030, 2, 3),
-    2031: date(2031, 1, 23),
-    2032: date(2032, 2, 11),
-    2033: date(2033, 1, 31),
-    2034: date(2034, 2, 19),
-    2035: date(2035, 2, 8),
-}
 
 # CLB strike map 2013-2016 (shared/calibration/clb_strike_map_2013_2016.json), embedded so the
 # package does not read shared/ at run time; the unit test checks the copy against the file.
