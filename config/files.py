@@ -61,11 +61,30 @@ class LevelsConfig(_Strict):
     config_version: Literal[1]
     thresholds: Thresholds
     collective_incident: CollectiveIncident
+    # Where blue and yellow come from: "model" takes those a model's card recommends (chosen when
+    # it was trained, on its own data, by ``workload_budget``), for scorers that have them;
+    # "config" always takes ``thresholds``. Orange and red always come from ``thresholds``.
+    yellow_from: Literal["model", "config"] = "model"
+    # The share of enterprises with no dispute that yellow may send to a visit in a year.
+    workload_budget: Probability = 0.10
 
-    def level_for(self, score: float) -> str | None:
+    def thresholds_for(self, recommended: dict | None) -> Thresholds:
+        """The thresholds a scorer's alerts are levelled by: the configured ones, with blue and
+        yellow from ``recommended`` (a model card's ``levels``) when ``yellow_from`` is "model"
+        and they fit below orange."""
+        if self.yellow_from != "model" or not recommended or "yellow" not in recommended:
+            return self.thresholds
+        try:
+            return Thresholds(blue=recommended["blue"], yellow=recommended["yellow"],
+                              orange=self.thresholds.orange, red=self.thresholds.red)
+        except (ValidationError, KeyError, TypeError):
+            return self.thresholds  # a recommendation at or above orange: the configured levels
+
+    def level_for(self, score: float, thresholds: Thresholds | None = None) -> str | None:
         """The highest level whose threshold the score reaches, or None below blue."""
+        thresholds = thresholds or self.thresholds
         for level in reversed(LEVELS):
-            if score >= getattr(self.thresholds, level):
+            if score >= getattr(thresholds, level):
                 return level
         return None
 

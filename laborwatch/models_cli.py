@@ -5,6 +5,7 @@ Progress goes to stderr; `train` prints the registered version as the last line 
 """
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Optional
 
@@ -33,8 +34,8 @@ def train_model(
     from models.drift import reference_bins
     from models.features import CONTEXT_FEATURES, FEATURE_NAMES
     from models.registry import ModelRegistry
-    from models.snapshots import replay_with_snapshots, rich_progress
-    from models.train import data_hash, train
+    from models.snapshots import read_disputes, replay_with_snapshots, rich_progress
+    from models.train import data_hash, recommend_levels, train
 
     settings = _settings()
     configs = _configs(settings)
@@ -46,9 +47,17 @@ def train_model(
         with rich_progress() as progress:
             recorder = _RowRecorder()
             snapshots, _ = replay_with_snapshots(enterprises, signals, configs=configs, every_days=every_days,
-                                                 progress=progress, scorer=recorder)
+                                                 progress=progress, scorer=recorder, on_outcome=recorder.keep_ids)
             y, mask = snapshots.labels(labels_from, horizon_days)
             result = train(snapshots, y, mask, horizon_days=horizon_days, seed=seed, progress=progress)
+            advance = progress.step("choosing yellow by the workload budget", 1)
+            levels = recommend_levels(
+                result.estimator.predict_proba(recorder.matrix())[:, 1], recorder.enterprise_ids(), recorder.days(),
+                labels_from if isinstance(labels_from, dict) else read_disputes(labels_from),
+                window_start=date.fromisoformat(result.folds["calibration"][0]).toordinal(),
+                last_day=snapshots.last_day, budget=configs.levels.workload_budget,
+            )
+            advance(1)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CliError(str(exc).splitlines()[0]) from None
     card = ModelRegistry(settings.resolved_model_dir).register(
@@ -68,12 +77,21 @@ def train_model(
         # Context features (a meter exists, days to the festival) move with the calendar by design.
         drift={name: ref for name, ref in reference_bins(recorder.matrix(), list(FEATURE_NAMES)).items()
                if name not in CONTEXT_FEATURES},
+        levels=levels,
     )
     for name in ("selection", "holdout"):
         figures = result.metrics[name]
         shown = ", ".join(f"{k} {figures[k]:.3f}" for k in ("pr_auc", "roc_auc", "brier") if figures.get(k) is not None)
         typer.echo(f"{name} fold {result.folds.get('calibration' if name == 'selection' else name)}: "
                    f"{figures['positives']} of {figures['rows']} rows positive; {shown}", err=True)
+    if levels:
+        typer.echo(f"levels: yellow {levels['yellow']:g}, blue {levels['blue']:g}: "
+                   f"{levels['no_dispute_yellow_share_per_year']:.0%} a year of the {levels['no_dispute_enterprises']} "
+                   f"enterprises with no dispute reach yellow from {levels['window'][0]} "
+                   f"(budget {levels['workload_budget']:.0%}{'' if levels['budget_met'] else ', not met'})", err=True)
+    else:
+        typer.echo("levels: too few enterprises without a dispute after the training fold to choose yellow; "
+                   "config/levels.yaml's thresholds apply", err=True)
     typer.echo(f"chose {result.model_class} {result.params} from {len(result.candidates)} candidates; "
                f"registered in {settings.resolved_model_dir}", err=True)
     typer.echo(card.version)
@@ -148,7 +166,8 @@ def sweep_thresholds(
 ) -> None:
     """What each yellow threshold would do with VERSION on these files: disputes warned 14+ days
     ahead, median lead, no-dispute enterprises sent to yellow. Choose on worlds you do not report on;
-    the thresholds live in config/levels.yaml."""
+    the thresholds live in config/levels.yaml, and blue and yellow in the model's card when training
+    chose them (``yellow_from: model``)."""
     from laborwatch.cli import CliError, _configs, _settings
     from models.registry import ModelLoadError, scorer_for
     from models.snapshots import rich_progress
@@ -172,11 +191,12 @@ def sweep_thresholds(
             rows = sweep(scorer, configs, enterprises, signals, disputes, candidates, progress=progress)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CliError(str(exc).splitlines()[0]) from None
-    current = configs.levels.thresholds.yellow
+    current = configs.levels.thresholds_for(scorer.levels).yellow
+    source = "the model's card" if current != configs.levels.thresholds.yellow else "config/levels.yaml"
     typer.echo(f"{'yellow':>7}  {'warned 14d+':>11}  {'median lead':>11}  {'no-dispute yellow+':>18}   "
                f"({rows[0].disputes} disputes, {rows[0].no_dispute_enterprises} enterprises without one)")
     for row in rows:
-        mark = "  <- config/levels.yaml" if abs(row.yellow - current) < 1e-9 else ""
+        mark = f"  <- in use ({source})" if abs(row.yellow - current) < 1e-9 else ""
         typer.echo(f"{row.yellow:>7.3f}  {_share(row.warned_14d_share):>11}  {_short(row.lead_days_median):>11}  "
                    f"{_share(row.false_alarm_share):>18}{mark}")
 
@@ -198,6 +218,8 @@ class _RowRecorder:
 
     def __init__(self) -> None:
         self.rows: list[list[float]] = []
+        self._ids: list[str] = []  # per row: its enterprise and local day
+        self._days: list[int] = []
 
     def score(self, rows):
         from models.features import vector
@@ -205,6 +227,27 @@ class _RowRecorder:
 
         self.rows.extend(vector(row) for row in rows)
         return [Scored(score=0.0, reasons=()) for _ in rows]
+
+    def keep_ids(self, outcome) -> None:
+        """The enterprise and local day of each row scored in this batch: the pipeline scores the
+        accepted signals, one row each, in order."""
+        from models.calendar import CHINA_TZ
+
+        for accepted in outcome.accepted:
+            self._ids.append(accepted.signal["enterprise_id"])
+            self._days.append(accepted.observed.astimezone(CHINA_TZ).date().toordinal())
+        if len(self._ids) != len(self.rows):
+            raise RuntimeError(f"{len(self.rows)} rows scored but {len(self._ids)} signals accepted")
+
+    def enterprise_ids(self):
+        import numpy as np
+
+        return np.asarray(self._ids, dtype=str)
+
+    def days(self):
+        import numpy as np
+
+        return np.asarray(self._days, dtype=int)
 
     def matrix(self):
         import numpy as np

@@ -253,7 +253,8 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
     }
     for name, run, version in (("model", model_run, scorer.version), ("rules", rules_run, rules_scorer.version)):
         p = scores[name]
-        figures = {"version": version, **ranking_metrics(y[mask], p[mask])}
+        figures = {"version": version, "thresholds": run.pipeline.thresholds.model_dump(),
+                   **ranking_metrics(y[mask], p[mask])}
         figures.update(top_k(snaps, p, y, mask, capacity))
         figures.update(warning_figures(run.alerts, found, known, snaps.last_day, healthy))
         result[name] = figures

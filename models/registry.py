@@ -44,6 +44,9 @@ class ModelCard:
     reference: dict = field(default_factory=dict)
     # Per feature, the training distribution (models.drift.reference_bins), for drift metrics.
     drift: dict = field(default_factory=dict)
+    # Blue and yellow for this model's probabilities, chosen on its own data by the workload budget
+    # (models.train.recommend_levels); empty when the data could not tell.
+    levels: dict = field(default_factory=dict)
 
 
 def content_version(model_class: str, params: dict, feature_names: list[str], data_window: list[str],
@@ -64,7 +67,8 @@ class ModelRegistry:
     # -- writing ----------------------------------------------------------------------------
     def register(self, estimator, *, model_class: str, params: dict, feature_names: list[str], horizon_days: int,
                  data_window: list[str], data_hash: str, seed: int, metrics: dict, calibration: str,
-                 reference: dict | None = None, drift: dict | None = None) -> ModelCard:
+                 reference: dict | None = None, drift: dict | None = None,
+                 levels: dict | None = None) -> ModelCard:
         import skops.io as sio
 
         version = content_version(model_class, params, feature_names, data_window, data_hash, seed)
@@ -72,7 +76,7 @@ class ModelRegistry:
             version=version, model_class=model_class, params=params, feature_names=list(feature_names),
             horizon_days=horizon_days, data_window=list(data_window), data_hash=data_hash, seed=seed,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), metrics=metrics,
-            calibration=calibration, reference=reference or {}, drift=drift or {},
+            calibration=calibration, reference=reference or {}, drift=drift or {}, levels=levels or {},
         )
         folder = self.root / version
         folder.mkdir(parents=True, exist_ok=True)
@@ -168,4 +172,6 @@ def scorer_for(model_dir: Path, configs, version: str | None = None):
     if version is None:
         return rules
     estimator, card = registry.load(version)
-    return ModelScorer(estimator, card, explain_above=configs.levels.thresholds.blue)
+    # Reasons are computed from blue up: the rows that can raise an alert.
+    blue = configs.levels.thresholds_for(card.levels or None).blue
+    return ModelScorer(estimator, card, explain_above=blue)

@@ -26,6 +26,8 @@ class Scorer(Protocol):
 class RulesScorer:
     """Transparent rules from ``config/rules.yaml`` combined as a noisy-OR."""
 
+    levels = None  # no thresholds of its own: config/levels.yaml's
+
     def __init__(self, config: RulesConfig):
         self.config = config
         self.version = config.model_version
@@ -62,6 +64,7 @@ class ModelScorer:
         self.estimator = estimator
         self.card = card
         self.version = card.version
+        self.levels = card.levels or None  # blue and yellow chosen at training (models.train.recommend_levels)
         self.explain_above = explain_above
         self.max_reasons = max_reasons
         self._names = list(FEATURE_NAMES)

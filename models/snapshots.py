@@ -30,7 +30,7 @@ from models.calendar import CHINA_TZ
 from models.features import FEATURE_NAMES, features, vector
 from models.scoring import Scored, Scorer
 from streams.backtest import Replay
-from streams.pipeline import Pipeline
+from streams.pipeline import Outcome, Pipeline
 from streams.validation import parse_timestamp, validate_signal
 
 DISPUTE_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "contract" / "dispute.schema.json"
@@ -197,10 +197,13 @@ def replay_with_snapshots(
     as_of_dates: list[date] | None = None,
     every_days: int = 7,
     progress: Progress = SILENT,
+    on_outcome: Callable[[Outcome], None] | None = None,
 ) -> tuple[Snapshots, Replay]:
     """Replay the whole file through the pipeline with ``scorer`` (default: one that raises no
-    risk alert), reading snapshots on the way; returns them and the replay (alerts, counts)."""
-    replay = Replay.of_files(Pipeline(configs, scorer or _Silent()), enterprises_path, signals_path)
+    risk alert), reading snapshots on the way; returns them and the replay (alerts, counts).
+    ``on_outcome`` sees each batch's outcome (its accepted signals in the order they were scored)."""
+    replay = Replay.of_files(Pipeline(configs, scorer or _Silent()), enterprises_path, signals_path,
+                             on_outcome=on_outcome)
     registry, lines, now = replay.registry, replay.lines, replay.now
 
     observed = _observed(lines, registry, now, progress.step("validating signals", len(lines)))

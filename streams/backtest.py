@@ -18,7 +18,7 @@ from alerts.routing import Router
 from config.files import Configs
 from models.scoring import RulesScorer, Scorer
 from streams.ingest import split_lines
-from streams.pipeline import Coords, EnterpriseRecord, Envelope, Pipeline
+from streams.pipeline import Coords, EnterpriseRecord, Envelope, Outcome, Pipeline
 
 ALERT_FIELDS = json.loads(
     (Path(__file__).resolve().parents[1] / "config" / "contract" / "alert.schema.json").read_text()
@@ -55,6 +55,7 @@ class Replay:
     accepted: int = 0
     rejected: Counter = field(default_factory=Counter)
     batch_size: int = 2000  # the outcome does not depend on it (a test proves it)
+    on_outcome: Callable[[Outcome], None] | None = None  # sees every batch's outcome, in order
 
     @classmethod
     def of_files(cls, pipeline: Pipeline, enterprises: Path, signals: Path, **kwargs) -> "Replay":
@@ -76,6 +77,8 @@ class Replay:
                 envelopes, registry=self.registry, load_record=self.records.get, seen=self.seen, now=self.now
             )
             self.records.update(outcome.records)
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
             for item in outcome.accepted:
                 self.seen.first[(item.signal["enterprise_id"], item.signal["signal_id"])] = item.envelope.coords
             accepted += len(outcome.accepted)

@@ -129,9 +129,20 @@ class Pipeline:
     def __init__(self, configs: Configs, scorer: Scorer,
                  on_scored: Callable[[Sequence[dict], list[float], float], None] | None = None):
         self.configs = configs
-        self.scorer = scorer
+        self.scorer = scorer  # and the thresholds it is levelled by (see the property)
         self.retention = Retention(**configs.pipeline.state.model_dump())
         self.on_scored = on_scored  # (rows, scores, seconds) of each batched scoring call: metrics
+
+    @property
+    def scorer(self) -> Scorer:
+        return self._scorer
+
+    @scorer.setter
+    def scorer(self, scorer: Scorer) -> None:
+        """A new scorer (a promotion reaches the stream this way) brings its own blue and yellow
+        when its card recommends them and ``config/levels.yaml`` says ``yellow_from: model``."""
+        self.thresholds = self.configs.levels.thresholds_for(getattr(scorer, "levels", None))
+        self._scorer = scorer
 
     def process(
         self,
@@ -223,7 +234,7 @@ class Pipeline:
             if change is not None:
                 change.extra.update(labels=_labels(registry, eid), received_at=received_at.isoformat())
                 out.alerts.append(change.to_alert())
-        level = self.configs.levels.level_for(scored.score)
+        level = self.configs.levels.level_for(scored.score, self.thresholds)
         if level is not None and scored.reasons:
             change = decide(
                 record.alerts,

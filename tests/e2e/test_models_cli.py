@@ -7,7 +7,10 @@ from datetime import date
 
 import pytest
 
+from config.files import load_configs
+from config.settings import CONFIG_DIR
 from models.simulate import simulate_world
+from models.train import YELLOW_GRID
 from tests.support import REPO, base_env, cli
 
 SCORER_KEYS = (
@@ -41,6 +44,12 @@ def test_train_then_evaluate(setup):
     assert card["horizon_days"] == 60 and card["seed"] == 1 and card["calibration"] in ("isotonic", "sigmoid")
     assert card["model_class"] in ("LogisticRegression", "HistGradientBoostingClassifier")
     assert card["data_window"][0] < card["data_window"][1]
+    # Blue and yellow chosen on the data after the training fold, by the workload budget.
+    levels = card["levels"]
+    assert levels["yellow"] in YELLOW_GRID and levels["blue"] < levels["yellow"] < 0.6
+    assert levels["no_dispute_enterprises"] >= 30 and levels["window"][0] == card["metrics"]["folds"]["calibration"][0]
+    assert levels["budget_met"] == (levels["no_dispute_yellow_share_per_year"] <= levels["workload_budget"])
+    assert "levels: yellow" in trained.stderr
 
     again = cli(["models", "train", *_files(root / "train"), "--seed", "1"], env, timeout=300)
     assert again.stdout.strip().splitlines()[-1] == version  # same data, same settings: same version
@@ -52,6 +61,10 @@ def test_train_then_evaluate(setup):
         missing = [k for k in SCORER_KEYS if k not in metrics[scorer]]
         assert not missing, f"{scorer}: {missing}"
     assert metrics["model"]["version"] == version and metrics["rules"]["version"] == "rules-v1"
+    # The model's alerts were levelled by its own blue and yellow; the rules' by config/levels.yaml.
+    assert (metrics["model"]["thresholds"]["blue"], metrics["model"]["thresholds"]["yellow"]) == (
+        levels["blue"], levels["yellow"])
+    assert metrics["rules"]["thresholds"] == load_configs(CONFIG_DIR).levels.thresholds.model_dump()
     assert "pr_auc_ratio" in metrics and metrics["targets"]
     page = (report / "report.html").read_text()
     assert page.count("<img") == 5 and page.count("data:image/png;base64,") == 5
@@ -67,13 +80,11 @@ def test_expected_failures_are_one_line(setup):
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "not in the registry" in unknown.stderr
 
 
-def test_thresholds_prints_one_row_per_candidate_and_marks_the_configured_one(setup):
-    from config.files import load_configs
-    from config.settings import CONFIG_DIR
-
+def test_thresholds_prints_one_row_per_candidate_and_marks_the_one_in_use(setup):
     root, env = setup
-    shipped = load_configs(CONFIG_DIR).levels.thresholds.yellow
     model = json.loads((REPO / "models" / "shipped" / "promoted.json").read_text())["version"]
+    card = json.loads((REPO / "models" / "shipped" / model / "card.json").read_text())
+    shipped = load_configs(CONFIG_DIR).levels.thresholds_for(card.get("levels")).yellow  # the card's, or config's
     out = cli(["models", "thresholds", model, *_files(root / "eval"),
                "--yellow", f"0.5,{shipped},0.05"], env, timeout=300).stdout.splitlines()
     assert "disputes" in out[0] and "without one" in out[0]
