@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import and_, delete, exists, false, func, or_, select, true
+from sqlalchemy import and_, delete, exists, false, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from alerts.store.db import Database
@@ -349,13 +349,27 @@ def _triage(session: Session, alert_id: str) -> AlertTriage:
 
 
 def _escalate(session: Session, configs: Configs, view: AlertView, by: str, reason: str, now: datetime) -> bool:
-    triage = view.triage or _triage(session, view.alert.alert_id)
-    if triage.escalated_at is not None:
+    """Escalate once, whoever else tries at the same time: every `run` process has an SLA loop, and
+    the view may have been read before another one escalated. The triage row is made if missing
+    without conflict, and only the UPDATE that finds it unescalated wins (PostgreSQL re-reads the
+    row after a concurrent writer commits; SQLite writes one at a time)."""
+    alert_id = view.alert.alert_id
+    if view.triage is not None and view.triage.escalated_at is not None:
         return False
-    triage.escalated_at, triage.escalated_by, triage.escalation_reason = now, by, reason
-    _insert_ignore(session, AlertQueue, [{"alert_id": view.alert.alert_id, "receiver": COMMAND_RECEIVER,
-                                          "queue": command_queue(configs, view.enterprise.district)}])
-    return True
+    session.flush()  # this session's own pending triage changes (an assignee) go first
+    _insert_ignore(session, AlertTriage, [{"alert_id": alert_id}])
+    won = session.execute(
+        update(AlertTriage)
+        .where(AlertTriage.alert_id == alert_id, AlertTriage.escalated_at.is_(None))
+        .values(escalated_at=now, escalated_by=by, escalation_reason=reason)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    if view.triage is not None:
+        session.expire(view.triage)  # read again from the row, as the UPDATE left it
+    if won:
+        _insert_ignore(session, AlertQueue, [{"alert_id": alert_id, "receiver": COMMAND_RECEIVER,
+                                              "queue": command_queue(configs, view.enterprise.district)}])
+    return won
 
 
 def escalate(session: Session, who: Principal, configs: Configs, alert_id: str, note: str | None = None,

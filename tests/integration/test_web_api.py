@@ -248,6 +248,33 @@ def test_sla_escalation_to_the_command_queue_is_idempotent(world):
         app.state.clock = workbench.now_utc
 
 
+def test_two_processes_escalating_the_same_alert_escalate_it_once(world):
+    """Every `run` has an SLA loop: one reads the overdue alert, another escalates it meanwhile;
+    the first one's escalation then finds it done (and so writes no audit line of its own)."""
+    from alerts.store import repo
+    from alerts.store.models import AlertTriage
+    from tests.web_seed import _alert
+
+    app, client, tokens, db, configs = world
+    repo.apply_alert(db, _alert("a-race-shajing", SHAJING, "orange", 0.7, "risk", "shajing", "baoan"))
+    with db.session() as session:  # assigned already: both processes read a triage row, unescalated
+        session.add(AlertTriage(alert_id="a-race-shajing", assignee="insp"))
+    boss = workbench.Principal("sup", "supervisor", None, "baoan")
+    later = workbench.now_utc() + timedelta(days=2)
+    with db.session() as slow:
+        stale = workbench.get_alert(slow, boss, configs, "a-race-shajing", later)
+        assert stale.overdue and stale.triage.escalated_at is None
+        with db.session() as other:  # the other process: reads, escalates, commits
+            fresh = workbench.get_alert(other, boss, configs, "a-race-shajing", later)
+            assert workbench._escalate(other, configs, fresh, "sla", "sla_acknowledge", later) is True
+        assert workbench._escalate(slow, configs, stale, "sla", "sla_acknowledge", later) is False
+    with db.session() as session:
+        triage = session.get(AlertTriage, "a-race-shajing")
+        assert triage.escalated_at is not None and triage.escalated_by == "sla" and triage.assignee == "insp"
+        queues = session.scalars(select(AlertQueue.queue).where(AlertQueue.alert_id == "a-race-shajing")).all()
+        assert sorted(queues) == ["district:baoan-command", "street:shajing"]
+
+
 def test_supervisor_silences_reassigns_and_escalates(world):
     app, client, tokens, db, configs = world
     assert HANGCHENG_ALERT in ids(client.get("/api/alerts", headers=tokens["insp2"]))
