@@ -212,20 +212,30 @@ def _short(value) -> str:
 
 
 class _RowRecorder:
-    """A scorer that scores nothing and keeps the feature rows the stream would have scored."""
+    """A scorer that scores nothing and keeps the feature rows the stream would have scored, with
+    each row's enterprise and local day. Packed (8 bytes a number): a million signals take 200 MB,
+    not the 2.5 GB of Python lists."""
 
     version = "row-recorder"
 
     def __init__(self) -> None:
-        self.rows: list[list[float]] = []
-        self._ids: list[str] = []  # per row: its enterprise and local day
-        self._days: list[int] = []
+        from array import array
+
+        self._values = array("d")  # the rows, FEATURE_NAMES order, one after another
+        self._rows = 0
+        self._enterprise = array("l")  # per row: index into self._names
+        self._names: dict[str, int] = {}
+        self._days = array("l")  # per row: local day (date ordinal)
+        self._matrix = None
 
     def score(self, rows):
         from models.features import vector
         from models.scoring import Scored
 
-        self.rows.extend(vector(row) for row in rows)
+        for row in rows:
+            self._values.extend(vector(row))
+        self._rows += len(rows)
+        self._matrix = None
         return [Scored(score=0.0, reasons=()) for _ in rows]
 
     def keep_ids(self, outcome) -> None:
@@ -234,24 +244,28 @@ class _RowRecorder:
         from models.calendar import CHINA_TZ
 
         for accepted in outcome.accepted:
-            self._ids.append(accepted.signal["enterprise_id"])
+            eid = accepted.signal["enterprise_id"]
+            self._enterprise.append(self._names.setdefault(eid, len(self._names)))
             self._days.append(accepted.observed.astimezone(CHINA_TZ).date().toordinal())
-        if len(self._ids) != len(self.rows):
-            raise RuntimeError(f"{len(self.rows)} rows scored but {len(self._ids)} signals accepted")
+        if len(self._days) != self._rows:
+            raise RuntimeError(f"{self._rows} rows scored but {len(self._days)} signals accepted")
 
     def enterprise_ids(self):
         import numpy as np
 
-        return np.asarray(self._ids, dtype=str)
+        names = np.asarray(list(self._names), dtype=str)
+        return names[np.frombuffer(self._enterprise, dtype=np.int64)] if len(self._enterprise) else names[:0]
 
     def days(self):
         import numpy as np
 
-        return np.asarray(self._days, dtype=int)
+        return np.frombuffer(self._days, dtype=np.int64).copy()
 
     def matrix(self):
         import numpy as np
 
         from models.features import FEATURE_NAMES
 
-        return np.asarray(self.rows, dtype=float).reshape(len(self.rows), len(FEATURE_NAMES))
+        if self._matrix is None:
+            self._matrix = np.frombuffer(self._values, dtype=float).reshape(self._rows, len(FEATURE_NAMES)).copy()
+        return self._matrix
