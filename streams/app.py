@@ -372,7 +372,9 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         m = runtime.metrics
         open_rows = await read_store("the open-alert gauges", repo.open_alerts_by_level_and_queue, runtime.db)
         late_rows = await read_store("the past-SLA gauges", repo.alerts_past_sla, runtime.db, runtime.configs.sla)
-        for gauge, rows in ((m.open_alerts, open_rows), (m.past_sla, late_rows)):
+        off_site_rows = await read_store("the past-SLA gauges", repo.alerts_past_sla, runtime.db, runtime.configs.sla,
+                                         None, "on_site")
+        for gauge, rows in ((m.open_alerts, open_rows), (m.past_sla, late_rows), (m.past_on_site_sla, off_site_rows)):
             if rows is None:
                 continue  # the store is away: keep the last figures
             gauge.clear()

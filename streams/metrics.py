@@ -59,6 +59,9 @@ class Metrics:
         self.past_sla = Gauge("laborwatch_alerts_past_sla",
                               "Open alerts not acknowledged within their level's SLA (config/sla.yaml).",
                               ["level", "queue"], registry=r)
+        self.past_on_site_sla = Gauge("laborwatch_alerts_past_on_site_sla",
+                                      "Open alerts nobody has started on site (new or acknowledged) within "
+                                      "their level's on-site SLA (config/sla.yaml).", ["level", "queue"], registry=r)
         self.feature_psi = Gauge("laborwatch_feature_psi",
                                  "Population stability index of each live feature against the training data.",
                                  ["feature"], registry=r)

@@ -295,25 +295,29 @@ def open_alerts_by_level_and_queue(db: Database) -> dict[tuple[str, str], int]:
     return {(level, queue): n for level, queue, n in rows}
 
 
-def alerts_past_sla(db: Database, sla: SlaConfig, now: datetime | None = None) -> dict[tuple[str, str], int]:
-    """Open alerts still `new` past their level's acknowledgement deadline, by level and queue:
+def alerts_past_sla(db: Database, sla: SlaConfig, now: datetime | None = None,
+                    deadline: str = "acknowledge") -> dict[tuple[str, str], int]:
+    """Open alerts past one of their level's deadlines, by level and queue, for the gauges: by
     the workbench's SLA rule (``alerts.workflow.sla_state``, the clock starting when the alert was
-    first stored), counted for the gauge."""
+    first stored). ``acknowledge``: still `new` past the acknowledgement deadline; ``on_site``:
+    nobody on site (still `new` or `acknowledged`) past the on-site deadline."""
     now = now or now_utc()
+    statuses = ("new",) if deadline == "acknowledge" else ("new", "acknowledged")
     first_stored = (
         select(AlertChange.alert_id, func.min(AlertChange.recorded_at).label("stored_at"))
         .group_by(AlertChange.alert_id).subquery()
     )
     with db.session() as session:
         rows = session.execute(
-            select(Alert.level, Alert.queue, first_stored.c.stored_at)
+            select(Alert.level, Alert.queue, Alert.status, first_stored.c.stored_at)
             .join(first_stored, first_stored.c.alert_id == Alert.alert_id)
-            .where(Alert.status == "new")
+            .where(Alert.status.in_(statuses))
         ).all()
     late: dict[tuple[str, str], int] = {}
-    for level, queue, stored_at in rows:
+    for level, queue, status, stored_at in rows:
         stored_at = stored_at if stored_at.tzinfo else stored_at.replace(tzinfo=timezone.utc)
-        if sla_state(sla, level, "new", stored_at, now).overdue == "acknowledge":
+        state = sla_state(sla, level, status, stored_at, now)
+        if now > (state.acknowledge_due if deadline == "acknowledge" else state.on_site_due):
             late[(level, queue)] = late.get((level, queue), 0) + 1
     return late
 

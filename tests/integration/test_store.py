@@ -5,10 +5,10 @@ import json
 from datetime import datetime, timezone
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from alerts.store.db import Database
-from alerts.store.models import AlertChange, AlertQueue, SignalRecord
+from alerts.store.models import Alert, AlertChange, AlertQueue, SignalRecord
 from alerts.store.repo import (
     DbRegistry, DbSeenSignals, apply_alert, counts, export_alerts, export_dead_letters, record_batch,
     upsert_enterprises,
@@ -138,4 +138,15 @@ def test_alerts_past_their_acknowledgement_sla(database_url):
     assert alerts_past_sla(db, sla(), now=soon) == {}
     assert alerts_past_sla(db, sla(), now=later) == {("red", "street:shajing"): 1}
     assert alerts_past_sla(db, sla(red=4), now=later) == {}
+    # Nobody on site: red's on-site deadline is twice its acknowledgement one here (4 hours).
+    assert alerts_past_sla(db, sla(), now=later, deadline="on_site") == {}
+    much_later = later + timedelta(hours=2)
+    assert alerts_past_sla(db, sla(), now=much_later, deadline="on_site") == {("red", "street:shajing"): 1}
+    with db.session() as session:  # acknowledged, but still nobody on site
+        session.execute(update(Alert).values(status="acknowledged"))
+    assert alerts_past_sla(db, sla(), now=much_later) == {}
+    assert alerts_past_sla(db, sla(), now=much_later, deadline="on_site") == {("red", "street:shajing"): 1}
+    with db.session() as session:
+        session.execute(update(Alert).values(status="in_progress"))
+    assert alerts_past_sla(db, sla(), now=much_later, deadline="on_site") == {}
     db.dispose()
