@@ -223,9 +223,9 @@ class _RowRecorder:
 
         self._values = array("d")  # the rows, FEATURE_NAMES order, one after another
         self._rows = 0
-        self._enterprise = array("l")  # per row: index into self._names
+        self._enterprise = array("q")  # per row: index into self._names
         self._names: dict[str, int] = {}
-        self._days = array("l")  # per row: local day (date ordinal)
+        self._days = array("q")  # per row: local day (date ordinal)
         self._matrix = None
 
     def score(self, rows):
