@@ -22,8 +22,9 @@ def list_models() -> None:
             f"{k} {v:.3f}" for k, v in (card.metrics.get("selection") or {}).items() if isinstance(v, (int, float))
         )
         mark = "*" if card.version == promoted else " "
+        yellow = f"yellow {card.levels['yellow']:g}" if card.levels.get("yellow") else "yellow from config"
         typer.echo(f"{mark} {card.version}  {card.model_class:<32} {card.data_window[0]}..{card.data_window[-1]}"
-                   f"  {card.created_at}  {figures}")
+                   f"  {card.created_at}  {yellow}  {figures}")
 
 
 def promote_model(version: str = typer.Argument(..., help="The version to score with.")) -> None:

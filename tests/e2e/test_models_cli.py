@@ -50,6 +50,8 @@ def test_train_then_evaluate(setup):
     assert levels["no_dispute_enterprises"] >= 30 and levels["window"][0] == card["metrics"]["folds"]["calibration"][0]
     assert levels["budget_met"] == (levels["no_dispute_yellow_share_per_year"] <= levels["workload_budget"])
     assert "levels: yellow" in trained.stderr
+    listed = [line for line in cli(["models", "list"], env).stdout.splitlines() if version in line]
+    assert len(listed) == 1 and f"yellow {levels['yellow']:g}" in listed[0], listed
 
     again = cli(["models", "train", *_files(root / "train"), "--seed", "1"], env, timeout=300)
     assert again.stdout.strip().splitlines()[-1] == version  # same data, same settings: same version
