@@ -21,7 +21,7 @@ EID = "91440306BXKFLJ2K06"
 @pytest.mark.parametrize(
     "score, level",
     [
-        (0.0, None), (0.0799, None), (0.08, "blue"), (0.0999, "blue"), (0.10, "yellow"),
+        (0.0, None), (0.1399, None), (0.14, "blue"), (0.1599, "blue"), (0.16, "yellow"),
         (0.5999, "yellow"), (0.60, "orange"), (0.7999, "orange"), (0.80, "red"), (1.0, "red"),
     ],
 )

@@ -20,7 +20,7 @@ def test_shipped_config_dir_loads():
     configs = load_configs(CONFIG_DIR)
     assert isinstance(configs, Configs)
     t = configs.levels.thresholds
-    assert (t.blue, t.yellow, t.orange, t.red) == (0.08, 0.10, 0.60, 0.80)
+    assert (t.blue, t.yellow, t.orange, t.red) == (0.14, 0.16, 0.60, 0.80)
     assert configs.levels.collective_incident.min_workers == 30
     assert configs.levels.collective_incident.level == "red"
     assert configs.rules.model_version == "rules-v1"
