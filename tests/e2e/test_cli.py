@@ -36,6 +36,20 @@ def test_missing_file_and_no_running_pipeline(env, tmp_path):
     assert "e.csv: no such file" in line
 
 
+@pytest.mark.parametrize("args, said", [
+    (["simulate", "w", "--firms", "0"], "Invalid value for '--firms'"),
+    (["simulate", "w", "--trouble-rate", "1.5"], "Invalid value for '--trouble-rate'"),
+    (["simulate", "--nope"], "No such option: --nope"),
+    (["models", "train"], "Missing option '--enterprises'"),
+    (["nosuchcommand"], "No such command 'nosuchcommand'"),
+])
+def test_usage_errors_are_one_line_too(env, args, said):
+    """Typer parses with a click of its own: its usage errors once escaped as tracebacks."""
+    result = cli(args, env, check=False)
+    line = _one_line_error(result)
+    assert result.returncode == 2 and said in line and "--help" in line
+
+
 def test_bad_settings_and_unreachable_database(env):
     line = _one_line_error(cli(["alerts", "export"], {**env, "LABORWATCH_BROKER": "localhost:9092"}, check=False))
     assert line.startswith("laborwatch: error: LABORWATCH_BROKER:") and "kafka://host:port" in line
