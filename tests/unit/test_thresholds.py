@@ -37,9 +37,9 @@ def test_lower_thresholds_warn_more_and_alarm_more(world):
     assert alarms[0] > alarms[-1]  # the sweep really moves
 
 
-def test_at_the_configured_threshold_it_agrees_with_the_pipelines_alerts(world):
+def test_at_the_threshold_in_use_it_agrees_with_the_pipelines_alerts(world):
     folder, scorer = world
-    yellow = CONFIGS.levels.thresholds.yellow
+    yellow = CONFIGS.levels.thresholds_for(scorer.levels).yellow  # the shipped card's
     (row,) = sweep(scorer, CONFIGS, folder / "enterprises.csv", folder / "signals.jsonl",
                    folder / "disputes.jsonl", candidates=(yellow,))
     replay = Replay.of_files(Pipeline(CONFIGS, scorer), folder / "enterprises.csv", folder / "signals.jsonl")
