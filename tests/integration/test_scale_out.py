@@ -15,6 +15,7 @@ as offsets with neither a stored signal nor a dead letter.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 
@@ -47,13 +48,26 @@ def test_two_workers_share_partitions_and_hand_over(tmp_path, shared_dir):
         db = Database(database_url, run_migrations=False)
         try:
             cli(["enterprises", "import", str(SAMPLES / "enterprises.csv")], env_a)
-            cli(["ingest", str(SAMPLES / "signals.jsonl")], env_a)
+            # The samples in two parts, cut at a line end: the second is published while A stops,
+            # so that the hand-over happens mid-stream with records waiting in A's partitions
+            # however fast the workers got through the first (a whole-file ingest was sometimes
+            # all done before A's stop returned).
+            data = (SAMPLES / "signals.jsonl").read_bytes()
+            cut = data.index(b"\n", len(data) // 2) + 1
+            first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+            first.write_bytes(data[:cut])
+            second.write_bytes(data[cut:])
+            cli(["ingest", str(first)], env_a)
             # Both really work: each accepts signals of its own before the hand-over (a worker
             # can take a few seconds longer to finish its first rebalance).
             wait_until(lambda: counts(db).accepted >= 2000 and accepted_by(a) > 0 and accepted_by(b) > 0,
                        timeout=120, what="both workers to get going")
-            assert a.stop() == 0, a.output()[-3000:]  # a clean stop leaves the group: B takes its partitions
-            assert counts(db).accepted < expected["accepted"], "the hand-over must happen mid-stream"
+            stopped: list[int | None] = []
+            stopping = threading.Thread(target=lambda: stopped.append(a.stop()))
+            stopping.start()  # a clean stop leaves the group: B takes its partitions
+            cli(["ingest", str(second)], env_b)  # through B: A is on its way out
+            stopping.join(timeout=120)
+            assert stopped == [0], a.output()[-3000:]
             try:
                 wait_until(lambda: (c := counts(db)).accepted + c.rejected >= expected["lines"], timeout=120,
                            what="worker B to finish after the hand-over")
