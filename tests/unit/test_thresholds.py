@@ -48,3 +48,17 @@ def test_at_the_threshold_in_use_it_agrees_with_the_pipelines_alerts(world):
     real = warning_figures(replay.alerts, read_disputes(folder / "disputes.jsonl"), set(replay.records), last_day)
     assert (row.warned_14d_share, row.lead_days_median, row.false_alarm_share) == (
         real["warned_14d_share"], real["lead_days_median"], real["false_alarm_share"])
+
+
+def test_events_follow_arrival_order_not_the_earliest_event_time():
+    """A reading observed on the 10th that arrives after the 13th's does not warn earlier than the
+    stream did: the alert was raised by the 13th's; only a higher level raises another event."""
+    from models.thresholds import alert_events
+
+    e = "91440306BXKFLJ2K06"
+    scored = [(e, "2026-08-13T02:00:00+08:00", 0.64), (e, "2026-08-10T02:00:00+08:00", 0.64),
+              (e, "2026-08-09T02:00:00+08:00", 0.85), (e, "2026-08-20T02:00:00+08:00", 0.30)]
+    events = alert_events(scored, yellow=0.16, orange=0.6, red=0.8)
+    assert [(x["level"], x["raised_at"][:10]) for x in events] == [("orange", "2026-08-13"), ("red", "2026-08-09")]
+    assert [x["raised_at"][:10] for x in alert_events(scored, yellow=0.2, orange=0.9, red=0.95)] == ["2026-08-13"]
+    assert alert_events(scored, yellow=0.9, orange=0.95, red=0.99) == []
