@@ -1,7 +1,7 @@
 """Blue and yellow chosen at training by the inspectors' workload, and how the stream uses them."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date
 
 import numpy as np
 import pytest
@@ -10,7 +10,6 @@ from config.files import load_configs
 from config.settings import CONFIG_DIR
 from models.scoring import RulesScorer, Scored
 from models.train import MIN_NO_DISPUTE_ENTERPRISES, recommend_levels
-from streams.pipeline import Envelope, Pipeline
 
 CONFIGS = load_configs(CONFIG_DIR)
 START = date(2025, 1, 6).toordinal()
