@@ -74,7 +74,7 @@ class Runtime:
     def create(cls, settings: Settings, configs: Configs, db: Database, scorer: Scorer | None = None) -> "Runtime":
         metrics = Metrics()
         pipeline = Pipeline(configs, scorer or _startup_scorer(settings, configs), on_scored=metrics.observe_scoring)
-        metrics.model.info({"version": pipeline.scorer.version})
+        metrics.model.info(model_info(pipeline))
         return cls(
             settings=settings,
             configs=configs,
@@ -421,13 +421,20 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             log.error("model update refused, still scoring with %s: %s", runtime.pipeline.scorer.version, exc)
             return
         runtime.pipeline.scorer = scorer  # between batches: the agent awaits nothing while it scores
-        runtime.metrics.model.info({"version": version})
+        runtime.metrics.model.info(model_info(runtime.pipeline))
         log.warning("now scoring with model %s", version)
         echo_model(version)
 
     app.laborwatch = dict(signals=signals, deadletter=deadletter, alerts=alerts, queues=queues,
                           enterprises=enterprises)  # type: ignore[attr-defined]
     return app
+
+
+def model_info(pipeline: Pipeline) -> dict[str, str]:
+    """The scorer's version and the blue and yellow its alerts are levelled by (its card's, or
+    config/levels.yaml's): laborwatch_model_info's labels."""
+    t = pipeline.thresholds
+    return {"version": pipeline.scorer.version, "blue": f"{t.blue:g}", "yellow": f"{t.yellow:g}"}
 
 
 def _no_streaming_before_seek(app: faust.App) -> None:

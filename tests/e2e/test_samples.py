@@ -139,8 +139,15 @@ def test_metrics_count_exactly_what_expected_json_says(samples_run):
     assert total("laborwatch_alerts_raised_total") >= len(expected["collective_incidents"])
     from models.registry import ModelRegistry
 
-    serving = ModelRegistry(run.home / "models").promoted() or "rules-v1"
-    assert ("laborwatch_model_info", (("version", serving),)) in samples
+    from config.files import load_configs
+    from config.settings import CONFIG_DIR
+
+    registry = ModelRegistry(run.home / "models")
+    serving = registry.promoted() or "rules-v1"
+    levels = load_configs(CONFIG_DIR).levels.thresholds_for(
+        registry.card(serving).levels if serving != "rules-v1" else None)  # the card's, or config's
+    labels = (("blue", f"{levels.blue:g}"), ("version", serving), ("yellow", f"{levels.yellow:g}"))
+    assert ("laborwatch_model_info", labels) in samples
 
 
 def test_the_web_port_serves_the_same_metrics_for_prometheus(samples_run):

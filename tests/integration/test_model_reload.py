@@ -36,7 +36,7 @@ def _tiny_model(registry: ModelRegistry, seed: int):
     return registry.register(
         model, model_class="LogisticRegression", params={"C": 1.0}, feature_names=list(FEATURE_NAMES),
         horizon_days=60, data_window=["2024-01-01", "2024-12-31"], data_hash=f"synthetic-{seed}", seed=seed,
-        metrics={}, calibration="none",
+        metrics={}, calibration="none", levels={"blue": 0.2, "yellow": 0.25},
     )
 
 
@@ -67,8 +67,10 @@ def test_promotion_reaches_a_running_worker(tmp_path, shared_dir):
             if i == 1:
                 promoted = cli(["models", "promote", card.version], env)
                 assert "running workers notified" in promoted.stdout
-                wait_until(lambda: f"now scoring with model {card.version}" in run.output(), timeout=30,
+                # and to level its alerts by the promoted card's own yellow (yellow_from: model)
+                wait_until(lambda: f"now scoring with model {card.version} (yellow 0.25)" in run.output(), timeout=30,
                            what="the worker to switch models")
+                assert 'laborwatch_model_info{blue="0.2",version="%s",yellow="0.25"}' % card.version in _metrics(run)
             if i == 2:
                 refused = cli(["models", "promote", "m-broken"], env, check=False)
                 assert refused.returncode == 1 and "cannot be loaded" in refused.stderr
@@ -110,3 +112,10 @@ def _signal_id(line: bytes) -> str | None:
     except ValueError:
         return None
     return value.get("signal_id") if isinstance(value, dict) else None
+
+
+def _metrics(run: RunningPipeline) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(json.loads((run.home / "run.json").read_text())["metrics_url"], timeout=5) as r:
+        return r.read().decode()
