@@ -150,6 +150,13 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         decoded[enterprise_id] = (data, record)
         return record
 
+    def write_record(enterprise_id: str, record: EnterpriseRecord, event: EventT) -> None:
+        """Into the table (its changelog partition: ``event``'s), and kept decoded beside the value
+        written."""
+        with _as_current_event(event):
+            data = enterprises[enterprise_id] = record.to_dict()
+        decoded[enterprise_id] = (data, record)
+
     # Checkpoints. A batch's effects that leave the process (alerts, dead letters, the ledger)
     # are out before the batch ends; the records it changed are written to the table (one
     # changelog message per enterprise, however many of its signals came since) and the signals
@@ -216,10 +223,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             return  # a failed batch waits for its retry: nothing since the checkpoint is settled
         started = time.perf_counter()
         for enterprise_id, event in dirty.items():
-            record = decoded[enterprise_id][1]
-            with _as_current_event(event):
-                data = enterprises[enterprise_id] = record.to_dict()
-            decoded[enterprise_id] = (data, record)
+            write_record(enterprise_id, decoded[enterprise_id][1], event)
         dirty.clear()
         for event in unacked:
             await stream.ack(event)
@@ -263,9 +267,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
                     continue
                 # Written now, with everything the record holds: its signals' effects are out
                 # already, and this event is acked when the loop moves on.
-                with _as_current_event(event):
-                    data = enterprises[enterprise_id] = record.to_dict()
-                decoded[enterprise_id] = (data, record)
+                write_record(enterprise_id, record, event)
                 dirty.pop(enterprise_id, None)
             runtime.metrics.closed_by_feedback.labels(category).inc()
             log.info("alert %s closed by feedback (%s)", alert_id, message.get("outcome"))
@@ -371,10 +373,9 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         """Gauges read from the store and the consumer, not counted on the way."""
         m = runtime.metrics
         open_rows = await read_store("the open-alert gauges", repo.open_alerts_by_level_and_queue, runtime.db)
-        late_rows = await read_store("the past-SLA gauges", repo.alerts_past_sla, runtime.db, runtime.configs.sla)
-        off_site_rows = await read_store("the past-SLA gauges", repo.alerts_past_sla, runtime.db, runtime.configs.sla,
-                                         None, "on_site")
-        for gauge, rows in ((m.open_alerts, open_rows), (m.past_sla, late_rows), (m.past_on_site_sla, off_site_rows)):
+        late = await read_store("the past-SLA gauges", repo.alerts_past_sla, runtime.db, runtime.configs.sla) or {}
+        for gauge, rows in ((m.open_alerts, open_rows), (m.past_sla, late.get("acknowledge")),
+                            (m.past_on_site_sla, late.get("on_site"))):
             if rows is None:
                 continue  # the store is away: keep the last figures
             gauge.clear()

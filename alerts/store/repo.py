@@ -295,14 +295,15 @@ def open_alerts_by_level_and_queue(db: Database) -> dict[tuple[str, str], int]:
     return {(level, queue): n for level, queue, n in rows}
 
 
-def alerts_past_sla(db: Database, sla: SlaConfig, now: datetime | None = None,
-                    deadline: str = "acknowledge") -> dict[tuple[str, str], int]:
-    """Open alerts past one of their level's deadlines, by level and queue, for the gauges: by
-    the workbench's SLA rule (``alerts.workflow.sla_state``, the clock starting when the alert was
-    first stored). ``acknowledge``: still `new` past the acknowledgement deadline; ``on_site``:
-    nobody on site (still `new` or `acknowledged`) past the on-site deadline."""
+SLA_DEADLINES = ("acknowledge", "on_site")
+
+
+def alerts_past_sla(db: Database, sla: SlaConfig, now: datetime | None = None) -> dict[str, dict[tuple[str, str], int]]:
+    """Open alerts past each of their level's deadlines, by level and queue, for the gauges, in one
+    read: by the workbench's SLA rule (``alerts.workflow.sla_state``, the clock starting when the
+    alert was first stored). ``acknowledge``: still `new` past the acknowledgement deadline;
+    ``on_site``: nobody on site (still `new` or `acknowledged`) past the on-site deadline."""
     now = now or now_utc()
-    statuses = ("new",) if deadline == "acknowledge" else ("new", "acknowledged")
     first_stored = (
         select(AlertChange.alert_id, func.min(AlertChange.recorded_at).label("stored_at"))
         .group_by(AlertChange.alert_id).subquery()
@@ -311,14 +312,15 @@ def alerts_past_sla(db: Database, sla: SlaConfig, now: datetime | None = None,
         rows = session.execute(
             select(Alert.level, Alert.queue, Alert.status, first_stored.c.stored_at)
             .join(first_stored, first_stored.c.alert_id == Alert.alert_id)
-            .where(Alert.status.in_(statuses))
+            .where(Alert.status.in_(("new", "acknowledged")))
         ).all()
-    late: dict[tuple[str, str], int] = {}
+    late: dict[str, dict[tuple[str, str], int]] = {deadline: {} for deadline in SLA_DEADLINES}
     for level, queue, status, stored_at in rows:
         stored_at = stored_at if stored_at.tzinfo else stored_at.replace(tzinfo=timezone.utc)
         state = sla_state(sla, level, status, stored_at, now)
-        if now > (state.acknowledge_due if deadline == "acknowledge" else state.on_site_due):
-            late[(level, queue)] = late.get((level, queue), 0) + 1
+        for deadline, due in (("acknowledge", state.acknowledge_due), ("on_site", state.on_site_due)):
+            if now > due and (deadline == "on_site" or status == "new"):
+                late[deadline][(level, queue)] = late[deadline].get((level, queue), 0) + 1
     return late
 
 

@@ -135,18 +135,18 @@ def test_alerts_past_their_acknowledgement_sla(database_url):
     db = Database(database_url)
     apply_alert(db, _alert(1, "red"))
     soon, later = datetime.now(timezone.utc) + timedelta(hours=1), datetime.now(timezone.utc) + timedelta(hours=3)
-    assert alerts_past_sla(db, sla(), now=soon) == {}
-    assert alerts_past_sla(db, sla(), now=later) == {("red", "street:shajing"): 1}
-    assert alerts_past_sla(db, sla(red=4), now=later) == {}
+    assert alerts_past_sla(db, sla(), now=soon)["acknowledge"] == {}
+    assert alerts_past_sla(db, sla(), now=later)["acknowledge"] == {("red", "street:shajing"): 1}
+    assert alerts_past_sla(db, sla(red=4), now=later)["acknowledge"] == {}
     # Nobody on site: red's on-site deadline is twice its acknowledgement one here (4 hours).
-    assert alerts_past_sla(db, sla(), now=later, deadline="on_site") == {}
+    assert alerts_past_sla(db, sla(), now=later)["on_site"] == {}
     much_later = later + timedelta(hours=2)
-    assert alerts_past_sla(db, sla(), now=much_later, deadline="on_site") == {("red", "street:shajing"): 1}
+    assert alerts_past_sla(db, sla(), now=much_later)["on_site"] == {("red", "street:shajing"): 1}
     with db.session() as session:  # acknowledged, but still nobody on site
         session.execute(update(Alert).values(status="acknowledged"))
-    assert alerts_past_sla(db, sla(), now=much_later) == {}
-    assert alerts_past_sla(db, sla(), now=much_later, deadline="on_site") == {("red", "street:shajing"): 1}
+    assert alerts_past_sla(db, sla(), now=much_later)["acknowledge"] == {}
+    assert alerts_past_sla(db, sla(), now=much_later)["on_site"] == {("red", "street:shajing"): 1}
     with db.session() as session:
         session.execute(update(Alert).values(status="in_progress"))
-    assert alerts_past_sla(db, sla(), now=much_later, deadline="on_site") == {}
+    assert alerts_past_sla(db, sla(), now=much_later)["on_site"] == {}
     db.dispose()
