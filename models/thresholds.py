@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from alerts.dedup import decide
 from config.files import Configs
 from models.evaluate import warning_figures
 from models.scoring import Scorer
@@ -64,18 +65,21 @@ def sweep(scorer: Scorer, configs: Configs, enterprises: Path, signals: Path, di
 
 def alert_events(scored: list[tuple[str, str, float]], yellow: float, orange: float, red: float) -> list[dict]:
     """The yellow-or-higher risk alert events the pipeline raises from ``scored`` ((enterprise,
-    observed_at, score) in arrival order) with this yellow: one when an enterprise first reaches
-    yellow, one each time it reaches a higher level, each at its signal's event time. A signal that
-    arrives late is not the first warning even though its event time is earlier, unless it is the
-    first to reach that level (measured: reading the earliest event time at or above yellow made
-    one dispute of 69 look warned 14 days ahead that the stream warned 11 days ahead)."""
-    rank_of = ((red, 4, "red"), (orange, 3, "orange"), (yellow, 2, "yellow"))
-    reached: dict[str, int] = {}
+    observed_at, score) in arrival order) with this yellow, by the pipeline's own rule
+    (``alerts.dedup.decide``: raised at the first level reached, escalated at each higher one, at
+    that signal's event time). A signal that arrives late is not the first warning even though its
+    event time is earlier, unless it is the first to reach that level (measured: reading the
+    earliest event time at or above yellow made one dispute of 69 look warned 14 days ahead that
+    the stream warned 11 days ahead)."""
+    bounds = ((red, "red"), (orange, "orange"), (yellow, "yellow"))
+    books: dict[str, dict[str, dict]] = {}
     events = []
     for enterprise_id, observed_at, score in scored:
-        rank, level = next(((r, name) for bound, r, name in rank_of if score >= bound), (0, None))
-        if rank > reached.get(enterprise_id, 0):
-            reached[enterprise_id] = rank
-            events.append({"enterprise_id": enterprise_id, "category": "risk", "level": level,
-                           "raised_at": observed_at})
+        level = next((name for bound, name in bounds if score >= bound), None)
+        change = decide(books.setdefault(enterprise_id, {}), enterprise_id=enterprise_id, category="risk",
+                        level=level, score=score, reasons=[], signal_id=observed_at, observed_at=observed_at,
+                        model_version="")
+        if change is not None:
+            events.append({"enterprise_id": enterprise_id, "category": "risk", "level": change.level,
+                           "raised_at": change.raised_at})
     return events
