@@ -221,23 +221,18 @@ def recommend_levels(scores: np.ndarray, enterprise_ids: np.ndarray, days: np.nd
     highest = np.zeros(len(ids))
     np.maximum.at(highest, inverse, scores[calm])
     window_days = max(1, last_day - window_start + 1)
-    chosen = None
+    met = budget + 1e-9  # 1 - (1 - 0.05) is a hair above 0.05
+    candidates = []
     for yellow in YELLOW_GRID:
         share = float((highest >= yellow).mean())
-        per_year = 1.0 - (1.0 - share) ** (365.0 / window_days)
-        if per_year <= budget + 1e-9:  # 1 - (1 - 0.05) is a hair above 0.05
-            chosen = (yellow, share, per_year)
-            break
-    if chosen is None:  # even the top of the grid sends more: the grid's top, said so
-        yellow = YELLOW_GRID[-1]
-        share = float((highest >= yellow).mean())
-        chosen = (yellow, share, 1.0 - (1.0 - share) ** (365.0 / window_days))
-    yellow, share, per_year = chosen
+        candidates.append((yellow, share, 1.0 - (1.0 - share) ** (365.0 / window_days)))
+    # The lowest that keeps within the budget; if none does, the grid's top, said so.
+    yellow, share, per_year = next((c for c in candidates if c[2] <= met), candidates[-1])
     return {
         "blue": round(yellow * BLUE_OF_YELLOW, 3),
         "yellow": yellow,
         "workload_budget": budget,
-        "budget_met": per_year <= budget + 1e-9,
+        "budget_met": per_year <= met,
         "window": [date.fromordinal(int(window_start)).isoformat(), date.fromordinal(int(last_day)).isoformat()],
         "no_dispute_enterprises": int(len(ids)),
         "no_dispute_yellow_share": round(share, 4),
