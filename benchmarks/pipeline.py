@@ -332,7 +332,8 @@ def measure_full(children: Children, bootstrap: str, world_dir: Path, lines: lis
     try:
         wait_until(lambda: alive() and (home / "run.json").exists(), 60, "laborwatch run to start")
         profiler.start(proc.pid)
-        scorer = wait_until(lambda: alive() and next((line.rsplit("scoring with ", 1)[1].strip()
+        # "... scoring with VERSION (yellow 0.17)": the version is the first word.
+        scorer = wait_until(lambda: alive() and next((line.rsplit("scoring with ", 1)[1].split()[0]
                                                       for line in output().splitlines() if "scoring with " in line),
                                                      None), 30, "the worker to name its scorer")
         if scorer != plan["scorer"]:
@@ -595,7 +596,7 @@ def _stage_lines(full: dict, bare: dict) -> list[str]:
             f"a bare agent's whole cost {1e6 / bare['per_second']:.0f}"]
 
 
-def report(r: dict) -> str:
+def report(r: dict, json_path: Path = LAST_RUN) -> str:
     bare, full, ratio = r["bare"], r["full"], r["ratio_full_over_bare"]
     w = r["world"]
     out = [
@@ -660,11 +661,16 @@ def report(r: dict) -> str:
                    f" {t['single_over_batch']:>14,.0f}x{partial}")
     out.append(f"  (default native thread pools: {pools}; 'explained': rows at or above the blue threshold, which "
                "get a second, batched predict_proba for their reasons)")
-    out += ["=" * 100, f"figures as JSON: {LAST_RUN.relative_to(REPO)}  (whole run {r['seconds_total']:.0f}s)", ""]
+    out += ["=" * 100, f"figures as JSON: {_shown(json_path)}  (whole run {r['seconds_total']:.0f}s)", ""]
     return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- main
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -681,6 +687,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="record the worker with py-spy during the backlog (.svg flamegraph, .json speedscope, "
                              ".txt collapsed stacks)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
+    parser.add_argument("--json", type=Path, default=LAST_RUN, metavar="PATH",
+                        help=f"where the figures go as JSON (default {LAST_RUN.relative_to(REPO)})")
     args = parser.parse_args(argv)
     if args.signals < 100:
         parser.error("--signals must be at least 100")
@@ -764,8 +772,8 @@ def main(argv: list[str] | None = None) -> int:
             "scoring": scoring,
             "seconds_total": time.monotonic() - started,
         }
-        LAST_RUN.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        print(report(result), flush=True)
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(report(result, args.json), flush=True)
         return 0
     except KeyboardInterrupt:
         say("interrupted: stopping the children and the broker")
