@@ -244,6 +244,9 @@ def simulate(
     trouble_rate: float = typer.Option(
         0.18, min=0.0, max=1.0, help="Share of firms entering trouble (decline, absconding, arrears, recovery) "
         "per year. 0.18 makes ~12% of a year's firms end in a dispute; a real district is nearer 0.033."),
+    payroll_coverage: float = typer.Option(
+        0.7, min=0.0, max=1.0, help="Share of firms with a payroll feed (the others send no wage records, "
+        "only meter readings and inspections), as in the contract's sample world."),
 ) -> None:
     """Write a simulated world in the contract's formats."""
     from models.simulate import simulate_world
@@ -256,7 +259,8 @@ def simulate(
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"{outdir}: cannot create ({exc.strerror})") from None
-    summary = simulate_world(outdir, firms=firms, months=months, seed=seed, start=first_day, trouble_rate=trouble_rate)
+    summary = simulate_world(outdir, firms=firms, months=months, seed=seed, start=first_day, trouble_rate=trouble_rate,
+                             payroll_coverage=payroll_coverage)
     typer.echo(f"wrote {summary.firms} enterprises, {summary.signals} signals, {summary.disputes} disputes to {outdir}")
 
 

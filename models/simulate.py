@@ -8,7 +8,8 @@ Pure Python + numpy; deterministic for a given seed (same bytes out).
 Public API
 ----------
 ``simulate_world(outdir, *, firms=120, months=14, seed=7, start=date(2024, 7, 1),
-district="baoan", noise=True, trouble_rate=DEMO_TROUBLE_RATE) -> WorldSummary``
+district="baoan", noise=True, trouble_rate=DEMO_TROUBLE_RATE,
+payroll_coverage=PAYROLL_COVERAGE) -> WorldSummary``
     Writes ``outdir/enterprises.csv`` (the registry), ``outdir/signals.jsonl`` (every signal in
     arrival order), ``outdir/disputes.jsonl`` (the labels: disputes that happened in the window)
     and ``outdir/truth.json`` (``{enterprise_id: {"scenario", "onset", "dispute", "street"}}``).
@@ -23,7 +24,7 @@ district="baoan", noise=True, trouble_rate=DEMO_TROUBLE_RATE) -> WorldSummary``
     ``is_valid_credit_code(code)`` checks one.
 
 ``iter_signals(*, firms=120, seed=7, start=date(2024, 7, 1), months=None, district="baoan",
-noise=True, trouble_rate=DEMO_TROUBLE_RATE) -> Iterator[dict]``
+noise=True, trouble_rate=DEMO_TROUBLE_RATE, payroll_coverage=PAYROLL_COVERAGE) -> Iterator[dict]``
     Live feed for ``laborwatch run --simulate``: yields signal dicts in arrival order. With
     ``months=None`` it never ends (it plans the world a year at a time and renders it a month at
     a time, holding only about a month of look-ahead in memory); with ``months=N`` it yields
@@ -31,7 +32,7 @@ noise=True, trouble_rate=DEMO_TROUBLE_RATE) -> Iterator[dict]``
     feed in (compressed) real time reads the arrival time with ``World.iter_feed()``, which
     yields ``(arrival: datetime, signal)`` pairs. ``build_world(...)`` returns the ``World``
     (``enterprise_rows()`` to register the firms first, ``truth(end)``, ``disputes(end)``).
-    Years covered: the Spring Festival table runs 2018-2035; dates outside raise ValueError.
+    Years covered: the Spring Festival table runs 2000-2050; dates outside raise ValueError.
 
 Rates and honesty
 -----------------
@@ -55,7 +56,8 @@ World model (each choice is commented where it is made)
 * Monthly payroll records: period YYYY-MM due on the 7th of the next month (Shenzhen wage
   regulation), one record per payment event plus a status record on the due date when the
   period is not fully paid by then; healthy firms too are sometimes late (<= 5 days) or pay in
-  two parts.
+  two parts. Only ``payroll_coverage`` of the firms (0.7, as in the contract's samples) have a
+  payroll feed at all, whatever their fate.
 * Inspections, daily visits, and 12345 hotline complaints, petitions and calls: a background of
   individual complaints at every firm (486 petitions in a year for 741 firms in the source
   documents), more and larger groups at firms in trouble.
@@ -124,6 +126,11 @@ __all__ = [
 REALISTIC_TROUBLE_RATE = 0.033
 #: Demo default: ~5x realistic, so ~20% of a 120-firm, 14-month world is in some trouble.
 DEMO_TROUBLE_RATE = 0.18
+#: Share of firms whose wages reach the monitoring platform (a bank payroll feed or the online
+#: employment report). The contract's sample world has wage records for 16 of its 24 firms,
+#: troubled or not; the others show only their meters and inspections, and a model must warn on
+#: those from the meters and complaints alone.
+PAYROLL_COVERAGE = 0.7
 
 SCENARIOS = ("healthy", "decline", "abscond", "construction_arrears", "recover")
 
@@ -325,6 +332,7 @@ class Firm:
     meters: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     episodes: list[Episode] = field(default_factory=list)
     closed_on: int | None = None   # readings and records stop from this day
+    payroll: bool = True           # its wages reach the monitoring platform
 
 
 def _holiday_factor(hclass: str, days: np.ndarray) -> np.ndarray:
@@ -349,11 +357,13 @@ class World:
     """The simulated district. Build with :func:`build_world`."""
 
     def __init__(self, *, firms: int, seed: int, start: date, district: str, noise: bool,
-                 trouble_rate: float):
+                 trouble_rate: float, payroll_coverage: float = PAYROLL_COVERAGE):
         if firms < 1:
             raise ValueError("firms must be >= 1")
         if not 0 <= trouble_rate <= 1:
             raise ValueError("trouble_rate must be within [0, 1] (share of firms per year)")
+        if not 0 <= payroll_coverage <= 1:
+            raise ValueError("payroll_coverage must be within [0, 1] (share of firms)")
         if district not in DISTRICTS:
             if not re.fullmatch(r"[a-z0-9-]{1,40}", district):
                 raise ValueError(f"district {district!r} must match ^[a-z0-9-]{{1,40}}$")
@@ -363,6 +373,7 @@ class World:
         self.district = district
         self.noise = bool(noise)
         self.trouble_rate = float(trouble_rate)
+        self.payroll_coverage = float(payroll_coverage)
         self.firms: list[Firm] = []
         self._chapters_planned = 0
         self._zcache: dict[tuple[int, int], float] = {}
@@ -443,6 +454,10 @@ class World:
                     f.water = WATER_PER_WORKER[industry] * h0 * math.exp(rng.normal(0, 0.35))
                     f.meters["water"] = self._meter_series(rng, "W", meters)
             self.firms.append(f)
+        # Drawn apart from the rest, so that a world differs by its coverage in nothing else.
+        covered = np.random.default_rng([self.seed, 12]).random(n) < self.payroll_coverage
+        for f, has_feed in zip(self.firms, covered):
+            f.payroll = bool(has_feed)
 
     def _meter_series(self, rng, prefix: str, used: set[str]) -> list[tuple[int, str]]:
         """Meter ids with their first day: one meter, replaced about once in 20 years each
@@ -750,6 +765,8 @@ class World:
         """Records of pay period k: one per payment event (cumulative amounts: a later record
         supersedes), plus a status record on the due date when the period is not fully paid by
         then (the wage-payment monitoring platform's view)."""
+        if not f.payroll:
+            return
         ps = _month_start(k).toordinal()
         dd = _due_date(k)
         if f.closed_on is not None and ps >= f.closed_on:
@@ -1163,18 +1180,19 @@ _SOURCE = {"pwr": "grid-power", "wtr": "water-co", "pay": "payroll-bank",
 
 def build_world(*, firms: int = 120, seed: int = 7, start: date = date(2024, 7, 1),
                 district: str = "baoan", noise: bool = True,
-                trouble_rate: float = DEMO_TROUBLE_RATE) -> World:
+                trouble_rate: float = DEMO_TROUBLE_RATE, payroll_coverage: float = PAYROLL_COVERAGE) -> World:
     """The district, its registry and its (lazily planned) trouble episodes."""
     return World(firms=firms, seed=seed, start=start, district=district, noise=noise,
-                 trouble_rate=trouble_rate)
+                 trouble_rate=trouble_rate, payroll_coverage=payroll_coverage)
 
 
 def iter_signals(*, firms: int = 120, seed: int = 7, start: date = date(2024, 7, 1),
                  months: int | None = None, district: str = "baoan", noise: bool = True,
-                 trouble_rate: float = DEMO_TROUBLE_RATE) -> Iterator[dict]:
+                 trouble_rate: float = DEMO_TROUBLE_RATE,
+                 payroll_coverage: float = PAYROLL_COVERAGE) -> Iterator[dict]:
     """Signals in arrival order; open-ended when months is None (see the module docstring)."""
     world = build_world(firms=firms, seed=seed, start=start, district=district, noise=noise,
-                        trouble_rate=trouble_rate)
+                        trouble_rate=trouble_rate, payroll_coverage=payroll_coverage)
     until = None if months is None else _add_months(start, months)
     for _, sig in world._iter_raw(until):
         yield sig
@@ -1182,14 +1200,15 @@ def iter_signals(*, firms: int = 120, seed: int = 7, start: date = date(2024, 7,
 
 def simulate_world(outdir: Path, *, firms: int = 120, months: int = 14, seed: int = 7,
                    start: date = date(2024, 7, 1), district: str = "baoan", noise: bool = True,
-                   trouble_rate: float = DEMO_TROUBLE_RATE) -> WorldSummary:
+                   trouble_rate: float = DEMO_TROUBLE_RATE,
+                   payroll_coverage: float = PAYROLL_COVERAGE) -> WorldSummary:
     """Write enterprises.csv, signals.jsonl (arrival order), disputes.jsonl and truth.json."""
     if months < 1:
         raise ValueError("months must be >= 1")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     world = build_world(firms=firms, seed=seed, start=start, district=district, noise=noise,
-                        trouble_rate=trouble_rate)
+                        trouble_rate=trouble_rate, payroll_coverage=payroll_coverage)
     end = _add_months(start, months)
     rows = world.enterprise_rows()
     with open(outdir / "enterprises.csv", "w", newline="", encoding="utf-8") as fh:

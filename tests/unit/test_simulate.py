@@ -314,20 +314,23 @@ def test_scenario_signatures(world):
 
         unpaid_at_due = [w for w in wages[eid] if w["observed_at"][:10] == w["due_date"]
                          and w["paid_date"] is None]
+        payroll = bool(wages[eid])  # a firm without a payroll feed shows its trouble elsewhere
         if t["scenario"] == "abscond" and t["dispute"]:
             disp = date.fromisoformat(t["dispute"])
             pre = med(-70, -35, onset)
             if pre:   # utilities collapse between the missed pay day and the dispute
                 assert med(-5, 0, disp) < 0.15 * pre
-            assert unpaid_at_due
+            assert unpaid_at_due or not payroll
             seen["abscond"] += 1
         elif t["scenario"] == "decline" and t["dispute"]:
             disp = date.fromisoformat(t["dispute"])
             if kwh and onset >= date(2024, 7, 1):
                 assert med(-21, 0, disp) < 0.8 * med(-28, 0, onset)
-            assert len(unpaid_at_due) >= 1
-            assert any(w["social_insurance_paid"] < w["social_insurance_due"] and w["paid_date"]
-                       for w in wages[eid])   # wages completed, social insurance left owing
+            if payroll:
+                assert len(unpaid_at_due) >= 1
+                assert any(w["social_insurance_paid"] < w["social_insurance_due"] and w["paid_date"]
+                           for w in wages[eid])   # wages completed, social insurance left owing
+                seen["decline with payroll"] += 1
             seen["decline"] += 1
         elif t["scenario"] == "construction_arrears":
             assert industry[eid] == "construction" and not kwh
@@ -335,12 +338,35 @@ def test_scenario_signatures(world):
                 disp = date.fromisoformat(t["dispute"])
                 fest = min((f for f in SPRING_FESTIVAL.values() if f > disp))
                 assert (fest - disp).days <= 25          # just before the festival
-                assert len(unpaid_at_due) >= 3           # months of wages held back
+                assert len(unpaid_at_due) >= 3 or not payroll  # months of wages held back
                 seen["construction_arrears"] += 1
         elif t["scenario"] == "recover":
             assert t["dispute"] is None
             seen["recover"] += 1
-    assert set(seen) == {"abscond", "decline", "construction_arrears", "recover"}
+    assert set(seen) == {"abscond", "decline", "decline with payroll", "construction_arrears", "recover"}
+
+
+def test_payroll_coverage_leaves_the_rest_of_the_world_alone(tmp_path):
+    """About ``payroll_coverage`` of the firms send wage records, troubled or not; a firm
+    without a feed sends nothing else differently, and coverage 1 gives every firm a feed."""
+    def wage_firms(out):
+        sigs = [json.loads(line) for line in (out / "signals.jsonl").read_text().splitlines()]
+        rest = [{k: v for k, v in s.items() if k != "signal_id"} for s in sigs if s["type"] != "wage"]
+        return {s["enterprise_id"] for s in sigs if s["type"] == "wage"}, rest
+
+    # Without feed noise: its draws follow the lines, wage lines included.
+    for name, coverage in (("part", 0.7), ("all", 1.0)):
+        simulate_world(tmp_path / name, firms=200, months=3, seed=4, trouble_rate=0.4, noise=False,
+                       payroll_coverage=coverage)
+    part, part_rest = wage_firms(tmp_path / "part")
+    every, all_rest = wage_firms(tmp_path / "all")
+    assert len(every) == 200 and part < every
+    assert 0.6 <= len(part) / 200 <= 0.8
+    assert part_rest == all_rest  # meters and inspections: the same lines in the same order (ids aside)
+    truth = json.loads((tmp_path / "part" / "truth.json").read_text())
+    troubled = {e for e, t in truth.items() if t["scenario"] != "healthy"}
+    assert troubled - part and troubled & part  # trouble both with and without a feed
+    assert (tmp_path / "part" / "disputes.jsonl").read_text() == (tmp_path / "all" / "disputes.jsonl").read_text()
 
 
 def test_healthy_firms_are_not_spotless(tmp_path):
