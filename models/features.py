@@ -30,6 +30,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "wage_days_late_max_180d",
     "wage_late_count_180d",
     "wage_days_since_record",
+    "wage_reported",
     "headcount_change_3m",
     "social_insurance_unpaid_share_past_grace",
     "complaints_count_90d",
@@ -79,16 +80,19 @@ def _wages(state: EnterpriseState, as_of: int, out: dict[str, float]) -> None:
     overdue = [w for w in periods if w.due_day < as_of]
     unpaid = [w for w in overdue if w.paid_day is None or w.paid < w.due - 0.5]
     out["wage_days_overdue_max"] = float(max((as_of - w.due_day for w in unpaid), default=0))
-    out["wage_arrears_months"] = float(len(unpaid))
-    # The unpaid shares read the last period whose grace has passed (due day + GRACE_DAYS before
-    # the as-of day): a firm paying within the grace is not "100% unpaid" in the meantime. Social insurance is due
-    # with the period's wages (the same record and due day), so it gets the same grace.
+    # Arrears, the unpaid shares and social insurance read the periods whose grace has passed
+    # (due day + GRACE_DAYS before the as-of day): a firm paying within the grace is not "in
+    # arrears" or "100% unpaid" in the meantime. Social insurance is due with the period's wages
+    # (the same record and due day), so it gets the same grace. How many days a period is past
+    # its pay day is ``wage_days_overdue_max``, which counts from the pay day itself.
     past_grace = [w for w in overdue if w.due_day + GRACE_DAYS < as_of]
+    in_arrears = [w for w in unpaid if w.due_day + GRACE_DAYS < as_of]
+    out["wage_arrears_months"] = float(len(in_arrears))
     last = past_grace[-1] if past_grace else None
     out["wage_unpaid_share_past_grace"] = (
         max(0.0, 1.0 - last.paid / last.due) if last is not None and last.due > 0 else 0.0
     )
-    arrears = sum(max(0.0, w.due - w.paid) for w in unpaid)
+    arrears = sum(max(0.0, w.due - w.paid) for w in in_arrears)
     headcount = periods[-1].headcount if periods else 0
     out["wage_arrears_per_worker"] = arrears / headcount if headcount else 0.0
     recent = [w for w in overdue if as_of - w.due_day <= 180]
@@ -104,6 +108,9 @@ def _wages(state: EnterpriseState, as_of: int, out: dict[str, float]) -> None:
         out["wage_days_since_record"] = min(float(max(0, as_of - newest_day)), _DAYS_CAP)
     else:
         out["wage_days_since_record"] = 0.0
+    # No wage record at all is no payroll feed (a third of the firms in the contract's samples),
+    # not a firm paying on time: the wage features above are then silent, not reassuring.
+    out["wage_reported"] = 1.0 if periods else 0.0
     if len(periods) >= 4 and periods[-4].headcount > 0:
         out["headcount_change_3m"] = periods[-1].headcount / periods[-4].headcount - 1.0
     else:
@@ -180,7 +187,7 @@ def vector(feats: dict[str, float]) -> list[float]:
 # falls when one feature is put back to it. Context features (is there a meter, what day of the
 # year) explain nothing on their own and are not put back.
 CONTEXT_FEATURES = frozenset(
-    {"electricity_metered", "water_metered", "calendar_shutdown", "calendar_days_to_festival"}
+    {"electricity_metered", "water_metered", "wage_reported", "calendar_shutdown", "calendar_days_to_festival"}
 )
 NEUTRAL: dict[str, float] = {name: (1.0 if "_ratio_" in name else 0.0) for name in FEATURE_NAMES}
 
@@ -214,6 +221,7 @@ FEATURE_TEXT: dict[str, str] = {
     "calendar_days_to_festival": "{value:.0f} days before the Spring Festival",
     "electricity_metered": "electricity metered",
     "water_metered": "water metered",
+    "wage_reported": "payroll reported",
 }
 
 

@@ -186,6 +186,7 @@ FEATURE_TEXT_ZH: dict[str, str] = {
     "calendar_days_to_festival": "距春节还有{value:.0f}天",
     "electricity_metered": "已安装电表",
     "water_metered": "已安装水表",
+    "wage_reported": "有工资发放记录",
 }
 
 

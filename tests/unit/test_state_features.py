@@ -133,6 +133,35 @@ def test_two_unpaid_periods():
     assert features(state, as_of_day=day("2025-03-07"))["wage_arrears_months"] == 1.0
 
 
+def test_a_period_within_its_grace_is_not_yet_in_arrears():
+    """Paid within the 5 days after the pay day is lawful: the period counts as arrears (and
+    towards the arrears per worker) only after that, while the days past the pay day show at once."""
+    state = feed(
+        wage("2025-01", observed=ts("2025-02-08")),
+        wage("2025-02", observed=ts("2025-03-08")),  # due 2025-03-07
+    )
+    within = features(state, as_of_day=day("2025-03-12"))  # 5 days after: the last day of grace
+    assert within["wage_arrears_months"] == 1.0
+    assert within["wage_arrears_per_worker"] == pytest.approx(100_000 / 50)
+    assert within["wage_days_overdue_max"] == 33.0  # the first period, since 2025-02-07
+    past = features(state, as_of_day=day("2025-03-13"))
+    assert past["wage_arrears_months"] == 2.0
+    assert past["wage_arrears_per_worker"] == pytest.approx(200_000 / 50)
+    only_second = feed(wage("2025-02", observed=ts("2025-03-08")))
+    assert features(only_second, as_of_day=day("2025-03-10"))["wage_days_overdue_max"] == 3.0
+    assert features(only_second, as_of_day=day("2025-03-10"))["wage_arrears_months"] == 0.0
+
+
+def test_wage_reported_tells_no_payroll_feed_from_paying_on_time():
+    silent = feed(*daily("2025-03-01", "2025-03-20", 100.0))
+    paying = feed(wage("2025-02", paid_date="2025-03-05"), *daily("2025-03-01", "2025-03-20", 100.0))
+    f_silent, f_paying = features(silent), features(paying)
+    assert f_silent["wage_reported"] == 0.0 and f_paying["wage_reported"] == 1.0
+    # Otherwise alike: neither owes anything.
+    for name in ("wage_arrears_months", "wage_days_overdue_max", "wage_unpaid_share_past_grace"):
+        assert f_silent[name] == f_paying[name] == 0.0
+
+
 def test_not_overdue_before_due_date():
     state = feed(wage("2025-02", observed=ts("2025-03-01")))
     f = features(state, as_of_day=day("2025-03-07"))  # due today: not yet overdue
