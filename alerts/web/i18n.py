@@ -83,6 +83,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "days_late": ("迟发天数", "days late"),
     "timeline": ("投诉与检查", "Complaints and inspections"),
     "no_data": ("暂无数据", "no data"),
+    "no_payroll": ("无工资发放记录：该企业工资未接入监控，走访时请核查工资台账",
+                   "no payroll records: this enterprise's wages are not monitored; check its payroll on the visit"),
     "silence": ("静默", "Silence"),
     "silence_reason": ("静默原因", "Reason"),
     "silence_until": ("截止日期", "Until"),

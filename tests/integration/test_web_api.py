@@ -31,7 +31,7 @@ BANTIAN_ALERT = "a-yellow-bantian"
 @pytest.fixture(scope="module")
 def world(module_database_url, tmp_path_factory, shared_dir):  # seeded from the contract samples
     db = Database(module_database_url)
-    seed(db)
+    seed(db, signals_of=(SHAJING, BANTIAN))
     settings = Settings(home=tmp_path_factory.mktemp("home"), session_secret="test-secret-" + "x" * 20,
                         login_max_failures=3)
     configs = load_configs(settings.config_dir)
@@ -383,3 +383,17 @@ def test_enterprise_file_draws_the_charts_from_the_ledger(world):
     assert page.status_code == 200
     assert page.text.count("<svg") == 4  # electricity, water, wages, timeline
     assert 'class="baseline"' in page.text and 'class="paid"' in page.text
+    assert "wages are not monitored" not in page.text
+
+
+def test_enterprise_file_says_when_wages_are_not_monitored(world):
+    """A third of the contract's sample firms have no payroll feed: their file says so and what
+    to do about it, rather than an empty chart."""
+    app, _, _, _, _ = world
+    client = _login(app, "insp3", "zh-CN")  # bantian's inspector
+    page = client.get(f"/enterprises/{BANTIAN}")
+    assert page.status_code == 200
+    assert page.text.count("<svg") == 3  # electricity, water, timeline
+    assert "该企业工资未接入监控" in page.text and 'class="paid"' not in page.text
+    client.get("/lang/en?next=/queue")
+    assert "wages are not monitored; check its payroll on the visit" in client.get(f"/enterprises/{BANTIAN}").text
