@@ -149,12 +149,14 @@ def users_add(
 ) -> None:
     """Create an account; the password is read from standard input (its first line)."""
     from alerts.auth import hash_password
-    from alerts.store.workbench import add_user, validate_account
+    from alerts.store.workbench import add_user, check_scope, validate_account
 
     if not username.strip() or len(username) > 64 or any(c.isspace() for c in username):
         raise CliError(f"username {username!r}: 1 to 64 characters, no spaces")
+    db = _database(_settings())
     try:
         validate_account(role, street, district)
+        check_scope(db, street, district)  # before the password is asked for
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if sys.stdin.isatty():
@@ -167,7 +169,7 @@ def users_add(
         password = sys.stdin.readline().rstrip("\r\n")
     try:
         hashed = hash_password(password)
-        add_user(_database(_settings()), username, hashed, role, street, district)
+        add_user(db, username, hashed, role, street, district)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     scope = f", street {street}" if street else ""

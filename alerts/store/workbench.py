@@ -66,9 +66,23 @@ def validate_account(role: str, street: str | None, district: str | None) -> Non
         raise ValueError("a supervisor needs --district")
 
 
+def check_scope(db: Database, street: str | None, district: str | None) -> None:
+    """An account's street and district must name some enterprise of the registry: an inspector
+    scoped to a misspelt street would see an empty queue for ever. An empty registry (before the
+    first import) cannot say, and lets any name through."""
+    known = streets(db)
+    if not known:
+        return
+    if street is not None and street not in {s for _, s, _ in known}:
+        raise ValueError(f"street {street!r} has no enterprise in the registry (`laborwatch streets` lists them)")
+    if district is not None and district not in {d for d, _, _ in known}:
+        raise ValueError(f"district {district!r} has no enterprise in the registry (`laborwatch streets` lists them)")
+
+
 def add_user(db: Database, username: str, password_hash: str, role: str, street: str | None = None,
              district: str | None = None, actor: str = "cli") -> None:
     validate_account(role, street, district)
+    check_scope(db, street, district)
     with db.session() as session:
         if session.scalar(select(User.id).where(User.username == username)) is not None:
             raise ValueError(f"user {username!r} exists already")

@@ -81,6 +81,31 @@ def test_registry_import_reports_added_updated_rejected(env, tmp_path):
     assert again.stdout.strip() == "added 0, updated 0, rejected 1"
 
 
+def test_accounts_are_scoped_to_streets_and_districts_of_the_registry(env, tmp_path):
+    """A misspelt street would give its inspector an empty queue for ever: refused, before the
+    password is read, once the registry knows its streets."""
+    from models.simulate import simulate_world
+
+    simulate_world(tmp_path / "w", firms=12, months=1, seed=3)
+    before = cli(["users", "add", "early", "--role", "inspector", "--street", "anywhere"], env, stdin="long enough\n")
+    assert before.stdout.strip() == "added inspector early, street anywhere"  # empty registry: cannot tell
+    cli(["enterprises", "import", str(tmp_path / "w" / "enterprises.csv")], env)
+    listed = [line.split("\t") for line in cli(["streets"], env).stdout.splitlines()]
+    district, street = listed[0][0], listed[0][1]
+    assert all(row[2].endswith("enterprises") for row in listed) and sum(int(r[2].split()[0]) for r in listed) == 12
+    refused = cli(["users", "add", "wang", "--role", "inspector", "--street", street + "x"], env, check=False,
+                  stdin="long enough\n")
+    assert f"street {street + 'x'!r} has no enterprise in the registry" in _one_line_error(refused)
+    refused = cli(["users", "add", "li", "--role", "supervisor", "--district", "nowhere"], env, check=False,
+                  stdin="long enough\n")
+    assert "district 'nowhere' has no enterprise" in _one_line_error(refused)
+    cli(["users", "add", "wang", "--role", "inspector", "--street", street], env, stdin="long enough\n")
+    cli(["users", "add", "li", "--role", "supervisor", "--district", district], env, stdin="long enough\n")
+    accounts = sorted(cli(["users", "list"], env).stdout.splitlines())
+    assert accounts == ["early\tinspector\tanywhere\t-", f"li\tsupervisor\t-\t{district}",
+                        f"wang\tinspector\t{street}\t-"]
+
+
 @pytest.mark.broker
 def test_one_home_one_run_and_no_orphan_broker_after_a_crash(env, tmp_path):
     first = RunningPipeline(tmp_path / "home", env, env["LABORWATCH_DATABASE_URL"]).start()
