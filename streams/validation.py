@@ -605,7 +605,7 @@ def _non_finite(obj: dict) -> str | None:
             if t is _float:
                 if value - value != 0.0:  # inf or nan
                     return f"{_path(path + (key,))}: {value} is not a finite number"
-            elif t is int:
+            elif t is _int:
                 if not -_INT_LIMIT <= value <= _INT_LIMIT:
                     return f"{_path(path + (key,))}: {_short(value, 30)} is too large for any count or amount"
             elif t is dict or t is list:
