@@ -18,7 +18,7 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Rejected inputs (dead letters)
 app.add_typer(enterprises_app, name="enterprises")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(dlq_app, name="dlq")
-models_app = typer.Typer(no_args_is_help=True, help="Models: train, evaluate, list, promote.")
+models_app = typer.Typer(no_args_is_help=True, help="Models: train, evaluate, thresholds, list, promote.")
 app.add_typer(models_app, name="models")
 users_app = typer.Typer(no_args_is_help=True, help="Accounts of the inspectors' workbench.")
 app.add_typer(users_app, name="users")
@@ -195,7 +195,7 @@ def streets() -> None:
     if not rows:
         raise CliError("the registry is empty (start `laborwatch run`, or `laborwatch enterprises import PATH`)")
     for district, street, n in rows:
-        typer.echo(f"{district}\t{street}\t{n} enterprises")
+        typer.echo(f"{district}\t{street}\t{n} enterprise{'' if n == 1 else 's'}")
 
 
 @feedback_app.command("export")

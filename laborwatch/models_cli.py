@@ -162,7 +162,7 @@ def sweep_thresholds(
     signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL, arrival order)."),
     disputes: Path = typer.Option(..., "--disputes", help="Disputes file (JSONL)."),
     yellow: Optional[str] = typer.Option(None, "--yellow", help="Candidate yellow thresholds, comma-separated "
-                                         "(default 0.08 to 0.45)."),
+                                         "(default 0.08 to 0.45 and the one in use)."),
 ) -> None:
     """What each yellow threshold would do with VERSION on these files: disputes warned 14+ days
     ahead, median lead, no-dispute enterprises sent to yellow. Choose on worlds you do not report on;
@@ -186,13 +186,16 @@ def sweep_thresholds(
         scorer = scorer_for(settings.resolved_model_dir, configs, version)
     except ModelLoadError as exc:
         raise CliError(str(exc)) from None
+    in_use = configs.levels.thresholds_for(scorer.levels)
+    current = in_use.yellow
+    source = "config/levels.yaml" if in_use is configs.levels.thresholds else "the model's card"
+    if not yellow:
+        candidates = tuple(sorted({*candidates, current}))
     try:
         with rich_progress() as progress:
             rows = sweep(scorer, configs, enterprises, signals, disputes, candidates, progress=progress)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CliError(str(exc).splitlines()[0]) from None
-    current = configs.levels.thresholds_for(scorer.levels).yellow
-    source = "the model's card" if current != configs.levels.thresholds.yellow else "config/levels.yaml"
     typer.echo(f"{'yellow':>7}  {'warned 14d+':>11}  {'median lead':>11}  {'no-dispute yellow+':>18}   "
                f"({rows[0].disputes} disputes, {rows[0].no_dispute_enterprises} enterprises without one)")
     for row in rows:
@@ -206,9 +209,10 @@ def _share(value) -> str:
 
 
 def _short(value) -> str:
+    """A figure in at most three decimals, without trailing zeros (41.5, 100, 0.625)."""
     if value is None:
         return "-"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 class _RowRecorder:

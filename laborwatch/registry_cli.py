@@ -18,8 +18,9 @@ def list_models() -> None:
         typer.echo("no models registered yet (laborwatch models train ...); scoring uses the rules")
         return
     for card in cards:
-        figures = ", ".join(
-            f"{k} {v:.3f}" for k, v in (card.metrics.get("selection") or {}).items() if isinstance(v, (int, float))
+        figures = ", ".join(  # three decimals at most, no trailing zeros: "rows 15673, pr_auc 0.603"
+            f"{k} " + f"{v:.3f}".rstrip("0").rstrip(".")
+            for k, v in (card.metrics.get("selection") or {}).items() if isinstance(v, (int, float))
         )
         mark = "*" if card.version == promoted else " "
         yellow = f"yellow {card.levels['yellow']:g}" if card.levels.get("yellow") else "yellow from config"

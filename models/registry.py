@@ -102,7 +102,8 @@ class ModelRegistry:
         for root in (self.root, *self.fallbacks):
             if (root / version / "card.json").exists():
                 return root / version
-        raise ModelLoadError(f"model {version} is not in the registry ({self.root})")
+        where = ", ".join(str(root) for root in (self.root, *self.fallbacks))
+        raise ModelLoadError(f"model {version} is not in the registry ({where})")
 
     def card(self, version: str) -> ModelCard:
         path = self._folder(version) / "card.json"

@@ -423,7 +423,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             return
         runtime.pipeline.scorer = scorer  # between batches: the agent awaits nothing while it scores
         runtime.metrics.model.info(model_info(runtime.pipeline))
-        log.warning("now scoring with model %s", version)
+        log.info("now scoring with model %s", version)  # the console line is echo_model's
         echo_model(version)
 
     app.laborwatch = dict(signals=signals, deadletter=deadletter, alerts=alerts, queues=queues,

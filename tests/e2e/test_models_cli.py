@@ -93,6 +93,12 @@ def test_thresholds_prints_one_row_per_candidate_and_marks_the_one_in_use(setup)
     rows = [line.split() for line in out[1:]]
     assert [float(r[0]) for r in rows] == [0.05, shipped, 0.5]
     assert [float(r[0]) for r in rows if "<-" in r] == [shipped]
+    source = "(the model's card)" if card.get("levels", {}).get("yellow") else "(config/levels.yaml)"
+    assert source in out[1 + [float(r[0]) for r in rows].index(shipped)]
+    # Without --yellow the grid always holds the yellow in use, marked.
+    default = cli(["models", "thresholds", model, *_files(root / "eval")], env, timeout=300).stdout.splitlines()
+    marked = [line.split()[0] for line in default[1:] if "<- in use" in line]
+    assert [float(y) for y in marked] == [shipped] and len(default) >= 10
     bad = cli(["models", "thresholds", model, *_files(root / "eval"), "--yellow", "2"], env, check=False)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "between 0 and 1" in bad.stderr
 
