@@ -53,6 +53,20 @@ def _database(settings):
     return Database(settings.resolved_database_url)
 
 
+def _existing_store(settings):
+    """The store of a pipeline that has run: a SQLite file that is not there is a mistyped
+    LABORWATCH_HOME (or nothing has run yet), not an empty store to create and read."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(url.database)
+        if not path.exists():
+            raise CliError(f"no store at {path}: nothing has run with this LABORWATCH_HOME "
+                           "(check it, or start `laborwatch run` / `laborwatch enterprises import` first)")
+    return _database(settings)
+
+
 def _readable(path: Path) -> Path:
     if not path.exists():
         raise CliError(f"{path}: no such file")
@@ -127,7 +141,7 @@ def alerts_export() -> None:
     """Print the current alerts, one JSON object per line (alert.schema.json)."""
     from alerts.store.repo import export_alerts
 
-    for alert in export_alerts(_database(_settings())):
+    for alert in export_alerts(_existing_store(_settings())):
         sys.stdout.write(json.dumps(alert, ensure_ascii=False) + "\n")
 
 
@@ -136,7 +150,7 @@ def dlq_export() -> None:
     """Print the rejected inputs, one JSON object per line (dead_letter.schema.json)."""
     from alerts.store.repo import export_dead_letters
 
-    for letter in export_dead_letters(_database(_settings())):
+    for letter in export_dead_letters(_existing_store(_settings())):
         sys.stdout.write(json.dumps(letter, ensure_ascii=False) + "\n")
 
 
@@ -153,7 +167,7 @@ def users_add(
 
     if not username.strip() or len(username) > 64 or any(c.isspace() for c in username):
         raise CliError(f"username {username!r}: 1 to 64 characters, no spaces")
-    db = _database(_settings())
+    db = _existing_store(_settings())
     try:
         validate_account(role, street, district)
         check_scope(db, street, district)  # before the password is asked for
@@ -182,7 +196,7 @@ def users_list() -> None:
     """The accounts: username, role, street, district."""
     from alerts.store.workbench import list_users
 
-    for u in list_users(_database(_settings())):
+    for u in list_users(_existing_store(_settings())):
         typer.echo(f"{u['username']}\t{u['role']}\t{u['street'] or '-'}\t{u['district'] or '-'}")
 
 
@@ -191,7 +205,7 @@ def streets() -> None:
     """The districts and streets of the registry (what --street and --district of `users add` take)."""
     from alerts.store.workbench import streets as registry_streets
 
-    rows = registry_streets(_database(_settings()))
+    rows = registry_streets(_existing_store(_settings()))
     if not rows:
         raise CliError("the registry is empty (start `laborwatch run`, or `laborwatch enterprises import PATH`)")
     for district, street, n in rows:
@@ -201,9 +215,13 @@ def streets() -> None:
 @feedback_app.command("export")
 def feedback_export() -> None:
     """Print every resolution's outcome, one JSON object per line (the feedback topic's messages)."""
-    from alerts.store.workbench import export_outcomes
+    from alerts.store.workbench import audit, export_outcomes
 
-    for item in export_outcomes(_database(_settings())):
+    db = _existing_store(_settings())
+    outcomes = export_outcomes(db)
+    with db.session() as session:  # audited, as the API's GET /api/feedback is
+        audit(session, "cli", "export_labels", "outcomes", None, {"via": "cli", "outcomes": len(outcomes)})
+    for item in outcomes:
         sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 

@@ -83,12 +83,10 @@ def test_registry_import_reports_added_updated_rejected(env, tmp_path):
 
 def test_accounts_are_scoped_to_streets_and_districts_of_the_registry(env, tmp_path):
     """A misspelt street would give its inspector an empty queue for ever: refused, before the
-    password is read, once the registry knows its streets."""
+    password is read."""
     from models.simulate import simulate_world
 
     simulate_world(tmp_path / "w", firms=12, months=1, seed=3)
-    before = cli(["users", "add", "early", "--role", "inspector", "--street", "anywhere"], env, stdin="long enough\n")
-    assert before.stdout.strip() == "added inspector early, street anywhere"  # empty registry: cannot tell
     cli(["enterprises", "import", str(tmp_path / "w" / "enterprises.csv")], env)
     listed = [line.split("\t") for line in cli(["streets"], env).stdout.splitlines()]
     district, street = listed[0][0], listed[0][1]
@@ -102,8 +100,34 @@ def test_accounts_are_scoped_to_streets_and_districts_of_the_registry(env, tmp_p
     cli(["users", "add", "wang", "--role", "inspector", "--street", street], env, stdin="long enough\n")
     cli(["users", "add", "li", "--role", "supervisor", "--district", district], env, stdin="long enough\n")
     accounts = sorted(cli(["users", "list"], env).stdout.splitlines())
-    assert accounts == ["early\tinspector\tanywhere\t-", f"li\tsupervisor\t-\t{district}",
-                        f"wang\tinspector\t{street}\t-"]
+    assert accounts == [f"li\tsupervisor\t-\t{district}", f"wang\tinspector\t{street}\t-"]
+
+
+def test_commands_that_read_the_store_refuse_a_home_where_nothing_ran(env, tmp_path):
+    """A mistyped LABORWATCH_HOME used to create an empty store there and print nothing."""
+    elsewhere = {k: v for k, v in env.items() if k != "LABORWATCH_DATABASE_URL"}  # the store under the home
+    elsewhere["LABORWATCH_HOME"] = str(tmp_path / "typo")
+    for args in (["alerts", "export"], ["dlq", "export"], ["feedback", "export"], ["users", "list"], ["streets"],
+                 ["users", "add", "wang", "--role", "analyst"]):
+        said = _one_line_error(cli(args, elsewhere, check=False, stdin="long enough\n"))
+        assert "no store at" in said and "LABORWATCH_HOME" in said, (args, said)
+    assert not (tmp_path / "typo" / "laborwatch.db").exists()
+
+
+def test_the_command_line_label_export_is_audited(env, tmp_path):
+    from alerts.store.db import Database
+    from alerts.store.models import AuditEntry
+    from models.simulate import simulate_world
+    from sqlalchemy import select
+
+    simulate_world(tmp_path / "w", firms=3, months=1, seed=3)
+    cli(["enterprises", "import", str(tmp_path / "w" / "enterprises.csv")], env)
+    assert cli(["feedback", "export"], env).stdout == ""
+    db = Database(env["LABORWATCH_DATABASE_URL"])
+    with db.session() as session:
+        entries = [(e.actor, e.action, e.target, e.detail) for e in session.scalars(select(AuditEntry))]
+    db.dispose()
+    assert ("cli", "export_labels", "outcomes", {"via": "cli", "outcomes": 0}) in entries
 
 
 @pytest.mark.broker
