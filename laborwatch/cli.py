@@ -248,7 +248,10 @@ def backtest(
     except OSError as exc:
         raise CliError(f"{out}: cannot write ({exc.strerror})") from None
     with handle:
-        result = run_backtest(configs, enterprises, signals, handle, scorer=scorer)
+        try:
+            result = run_backtest(configs, enterprises, signals, handle, scorer=scorer)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CliError(str(exc).splitlines()[0]) from None
     rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(result.rejected.items())) or "none"
     typer.echo(f"scored with {scorer.version}; {len(result.lines)} lines: accepted {result.accepted}, rejected {sum(result.rejected.values())} ({rejected}); "
                f"{len(result.alerts)} alert lines written to {out}")

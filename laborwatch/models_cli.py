@@ -49,6 +49,8 @@ def train_model(
             snapshots, _ = replay_with_snapshots(enterprises, signals, configs=configs, every_days=every_days,
                                                  progress=progress, scorer=recorder, on_outcome=recorder.keep_ids)
             y, mask = snapshots.labels(labels_from, horizon_days)
+            if feedback is not None:
+                _report_feedback_rows(snapshots, y, mask, disputes, horizon_days)
             result = train(snapshots, y, mask, horizon_days=horizon_days, seed=seed, progress=progress)
             advance = progress.step("choosing yellow by the workload budget", 1)
             levels = recommend_levels(
@@ -112,8 +114,27 @@ def _with_feedback(disputes: Path, feedback: Path) -> dict[str, list[int]]:
     for enterprise_id, found in extra.items():
         days[enterprise_id] = sorted(set(days.get(enterprise_id, [])) | set(found))
     typer.echo(f"feedback: {sum(len(v) for v in extra.values())} confirmed outcomes of {len(extra)} enterprises "
-               "added as positive labels (visited enterprises only: selection bias)", err=True)
+               "read", err=True)
     return days
+
+
+def _report_feedback_rows(snapshots, y, mask, disputes: Path, horizon_days: int) -> None:
+    """What the outcomes changed: the weekly rows they made positive. An outcome of an enterprise
+    the files do not hold, or outside their window, labels nothing, and saying "added" would
+    overstate it."""
+    from laborwatch.cli import CliError
+
+    try:
+        y_disputes, _ = snapshots.labels(disputes, horizon_days)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    gained = int(((y == 1) & (y_disputes == 0) & mask).sum())
+    if gained:
+        typer.echo(f"feedback: {gained} weekly rows positive that the disputes alone left negative "
+                   "(visited enterprises only: selection bias)", err=True)
+    else:
+        typer.echo("feedback: no outcome falls on an enterprise and window of these files; the labels are the "
+                   "disputes' alone", err=True)
 
 
 def evaluate_model(

@@ -60,7 +60,12 @@ class Replay:
     @classmethod
     def of_files(cls, pipeline: Pipeline, enterprises: Path, signals: Path, **kwargs) -> "Replay":
         """A replay of the signal file ``signals`` against the registry file ``enterprises``."""
-        rows, _ = read_enterprises(enterprises)
+        rows, rejected = read_enterprises(enterprises)
+        if not rows:
+            # Every signal would be an unknown enterprise: a wrong file, not a quiet district.
+            first = f"; line {rejected[0].line}: {rejected[0].reason}" if rejected else ""
+            raise ValueError(f"{enterprises}: no valid enterprise in the registry file "
+                             f"({len(rejected)} rows rejected{first})")
         return cls(pipeline, {row["enterprise_id"]: row for row in rows}, split_lines(signals.read_bytes()),
                    f"file:{signals.name}", datetime.now(timezone.utc), **kwargs)
 

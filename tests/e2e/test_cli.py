@@ -149,3 +149,13 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "State:\tZ" not in status  # a zombie is dead, only not yet reaped
+
+
+def test_backtest_refuses_a_registry_file_without_one_valid_enterprise(env, tmp_path):
+    from models.simulate import simulate_world
+
+    simulate_world(tmp_path / "w", firms=3, months=1, seed=3)
+    signals = tmp_path / "w" / "signals.jsonl"
+    said = _one_line_error(cli(["backtest", "--enterprises", str(signals), "--signals", str(signals),
+                                "--out", str(tmp_path / "a.jsonl")], env, check=False))
+    assert f"{signals}: no valid enterprise in the registry file" in said and "line 1:" in said

@@ -119,3 +119,23 @@ def test_shipped_model_ranks_the_contracts_own_world_better_than_the_rules(tmp_p
     assert metrics["pr_auc_ratio"] > 1.1, metrics["pr_auc_ratio"]
     assert metrics["model"]["shutdown_orange_red_no_dispute"] == 0
     assert metrics["model"]["false_alarm_share"] <= 0.2
+
+
+def test_train_says_what_the_inspectors_outcomes_changed(setup, tmp_path):
+    """Outcomes join the disputes as positive labels; one about an enterprise the files do not
+    hold labels nothing, and training says so instead of claiming it was added."""
+    root, env = setup
+    truth = json.loads((root / "train" / "truth.json").read_text())
+    calm = next(e for e, t in sorted(truth.items()) if t["scenario"] == "healthy")
+    outcome = {"outcome": "confirmed_arrears", "resolved_at": "2025-01-15T10:00:00+08:00"}
+    stranger = tmp_path / "stranger.jsonl"
+    stranger.write_text(json.dumps({**outcome, "enterprise_id": "91440300MA5FAKE001"}) + "\n")
+    ours = tmp_path / "ours.jsonl"
+    ours.write_text(json.dumps({**outcome, "enterprise_id": calm}) + "\n")
+    nothing = cli(["models", "train", *_files(root / "train"), "--seed", "1", "--feedback", str(stranger)], env,
+                  timeout=300)
+    assert "no outcome falls on an enterprise and window of these files" in nothing.stderr
+    labelled = cli(["models", "train", *_files(root / "train"), "--seed", "1", "--feedback", str(ours)], env,
+                   timeout=300)
+    rows = re.search(r"feedback: (\d+) weekly rows positive that the disputes alone left negative", labelled.stderr)
+    assert rows and 1 <= int(rows.group(1)) <= 9, labelled.stderr  # the weeks within 60 days before it
