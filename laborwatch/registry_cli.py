@@ -9,6 +9,7 @@ import typer
 def list_models() -> None:
     """The registry: every model version, its class, data window and key metrics; * = promoted."""
     from laborwatch.cli import _settings
+    from laborwatch.models_cli import _short
     from models.registry import ModelRegistry
 
     registry = ModelRegistry(_settings().resolved_model_dir)
@@ -18,9 +19,9 @@ def list_models() -> None:
         typer.echo("no models registered yet (laborwatch models train ...); scoring uses the rules")
         return
     for card in cards:
-        figures = ", ".join(  # three decimals at most, no trailing zeros: "rows 15673, pr_auc 0.603"
-            f"{k} " + f"{v:.3f}".rstrip("0").rstrip(".")
-            for k, v in (card.metrics.get("selection") or {}).items() if isinstance(v, (int, float))
+        figures = ", ".join(  # "rows 15673, pr_auc 0.603"
+            f"{k} {_short(float(v))}" for k, v in (card.metrics.get("selection") or {}).items()
+            if isinstance(v, (int, float))
         )
         mark = "*" if card.version == promoted else " "
         yellow = f"yellow {card.levels['yellow']:g}" if card.levels.get("yellow") else "yellow from config"
