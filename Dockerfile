@@ -19,8 +19,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 laborwatch \
     && useradd --system --uid 10001 --gid laborwatch --create-home --home-dir /home/laborwatch \
         --shell /usr/sbin/nologin laborwatch \
-    && mkdir -p /var/lib/laborwatch \
-    && chown laborwatch:laborwatch /var/lib/laborwatch
+    && mkdir -p /var/lib/laborwatch /var/lib/laborwatch-models \
+    && chown laborwatch:laborwatch /var/lib/laborwatch /var/lib/laborwatch-models
 
 # The pinned dependencies first (their own layer, rebuilt only when the lock changes) ...
 COPY requirements.lock /tmp/requirements.lock

@@ -72,6 +72,15 @@ class Settings(BaseSettings):
             raise ValueError("must look like kafka://host:port")
         return value
 
+    @field_validator("session_secret")
+    @classmethod
+    def _not_the_placeholder(cls, value: str | None) -> str | None:
+        # .env.example's placeholder is public: a deployment that never edited .env would sign
+        # every session and API token with a key anyone can read.
+        if value is not None and value.lower().startswith("change-me"):
+            raise ValueError("is .env.example's placeholder: set a long random secret (e.g. `openssl rand -hex 32`)")
+        return value
+
     @property
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()

@@ -241,6 +241,28 @@ def test_worker_can_scale(services):
         assert not (source and target == home), f"LABORWATCH_HOME shared between replicas: {volume}"
 
 
+def test_every_laborwatch_container_shares_one_model_registry(compose, services):
+    """A promotion names a version on the model-updates topic; each worker loads it from its
+    LABORWATCH_MODEL_DIR. Left at the default (under each container's own home) a model trained or
+    promoted in a one-off `docker compose run` container would be nowhere a worker could load it."""
+    laborwatch = {name: s for name, s in services.items() if s.get("image", "").startswith("laborwatch")}
+    assert set(laborwatch) >= {"worker", "web"}
+    for name, service in laborwatch.items():
+        model_dir = _environment(service).get(PREFIX + "MODEL_DIR")
+        assert model_dir, f"{name}: LABORWATCH_MODEL_DIR unset (it would default to the unshared home)"
+        mounts = [v.split(":") for v in service.get("volumes") or [] if isinstance(v, str)]
+        named = [source for source, target, *_ in mounts if target == model_dir]
+        assert named and named[0] in (compose.get("volumes") or {}), f"{name}: {model_dir} is not a named volume"
+    dirs = [a for k, a in _dockerfile_instructions() if k == "RUN" and "laborwatch-models" in a]
+    assert dirs and "chown laborwatch:laborwatch" in dirs[0], "the image must own the registry's mount point"
+
+
+def test_the_workbench_is_the_web_profile(services):
+    """As the compose file's header and config/prometheus.yml say: `--profile web` adds it."""
+    assert services["web"].get("profiles") == ["web"]
+    assert not services["worker"].get("profiles")
+
+
 def test_web_port_is_published_where_the_setting_says(services):
     web = services.get("web")
     if web is None:
@@ -283,6 +305,15 @@ def test_env_example_holds_only_placeholders(env_example):
     for name, value in env_example.items():
         if "PASSWORD" in name:
             assert value == "change-me", f"{name} in .env.example must be a placeholder"
+
+
+def test_an_unedited_env_file_does_not_start_the_workbench(env_example):
+    """The placeholder secret is public; signing tokens with it must fail loudly, not work."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(session_secret=env_example["LABORWATCH_SESSION_SECRET"])
+    assert Settings(session_secret="a" * 32).session_secret == "a" * 32
 
 
 def test_env_file_stays_out_of_git_and_images():
