@@ -76,7 +76,12 @@ def test_two_workers_share_partitions_and_hand_over(tmp_path, shared_dir):
 
             backtest = backtest_samples(tmp_path, env_a)
             want = alert_changes(backtest)
-            wait_until(lambda: len(stored_alert_changes(db)) >= len(want), timeout=60, what="the alert store")
+            try:  # as long as the signals may take: B routes and stores what A raised too
+                wait_until(lambda: len(stored_alert_changes(db)) >= len(want), timeout=120, what="the alert store")
+            except AssertionError as exc:
+                stored = stored_alert_changes(db)
+                raise AssertionError(f"{exc}: {len(stored)} of {len(want)} alert changes stored; missing "
+                                     f"{sorted(set(want) - set(stored))[:10]}; worker B: {b.output()[-2000:]}") from None
 
             # No signal lost, none taken twice: every line once, accepted or rejected as expected.
             final = counts(db)
