@@ -42,7 +42,7 @@ def train_model(
     _inputs(enterprises, signals, disputes)
     labels_from: Path | dict = disputes
     if feedback is not None:
-        labels_from = _with_feedback(disputes, feedback)
+        dispute_days, labels_from = _with_feedback(disputes, feedback)
     try:
         with rich_progress() as progress:
             recorder = _RowRecorder()
@@ -50,7 +50,7 @@ def train_model(
                                                  progress=progress, scorer=recorder, on_outcome=recorder.keep_ids)
             y, mask = snapshots.labels(labels_from, horizon_days)
             if feedback is not None:
-                _report_feedback_rows(snapshots, y, mask, disputes, horizon_days)
+                _report_feedback_rows(snapshots, y, mask, dispute_days, horizon_days)
             result = train(snapshots, y, mask, horizon_days=horizon_days, seed=seed, progress=progress)
             advance = progress.step("choosing yellow by the workload budget", 1)
             levels = recommend_levels(
@@ -99,8 +99,9 @@ def train_model(
     typer.echo(card.version)
 
 
-def _with_feedback(disputes: Path, feedback: Path) -> dict[str, list[int]]:
-    """The dispute days, plus the days of resolutions that confirmed a problem (see alerts.feedback)."""
+def _with_feedback(disputes: Path, feedback: Path) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """The dispute days, and those plus the days of resolutions that confirmed a problem (see
+    alerts.feedback)."""
     from alerts.feedback import positive_days, read_feedback
     from laborwatch.cli import CliError, _readable
     from models.snapshots import read_disputes
@@ -111,23 +112,19 @@ def _with_feedback(disputes: Path, feedback: Path) -> dict[str, list[int]]:
         extra = positive_days(read_feedback(feedback))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CliError(str(exc).splitlines()[0]) from None
+    merged = dict(days)
     for enterprise_id, found in extra.items():
-        days[enterprise_id] = sorted(set(days.get(enterprise_id, [])) | set(found))
+        merged[enterprise_id] = sorted(set(days.get(enterprise_id, [])) | set(found))
     typer.echo(f"feedback: {sum(len(v) for v in extra.values())} confirmed outcomes of {len(extra)} enterprises "
                "read", err=True)
-    return days
+    return days, merged
 
 
-def _report_feedback_rows(snapshots, y, mask, disputes: Path, horizon_days: int) -> None:
+def _report_feedback_rows(snapshots, y, mask, dispute_days: dict[str, list[int]], horizon_days: int) -> None:
     """What the outcomes changed: the weekly rows they made positive. An outcome of an enterprise
     the files do not hold, or outside their window, labels nothing, and saying "added" would
     overstate it."""
-    from laborwatch.cli import CliError
-
-    try:
-        y_disputes, _ = snapshots.labels(disputes, horizon_days)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CliError(str(exc).splitlines()[0]) from None
+    y_disputes, _ = snapshots.labels(dispute_days, horizon_days)
     gained = int(((y == 1) & (y_disputes == 0) & mask).sum())
     if gained:
         typer.echo(f"feedback: {gained} weekly rows positive that the disputes alone left negative "

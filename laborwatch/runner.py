@@ -69,15 +69,16 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
         run_json.write_text(json.dumps(state, indent=2))
         stack.callback(run_json.unlink, missing_ok=True)
 
+        def scoring(version: str) -> str:  # the benchmark reads the version as the first word
+            return f"{version} (yellow {runtime.pipeline.thresholds.yellow:g})"
+
         app = build_app(runtime, broker_url, embedded_broker=embedded,
-                        echo_model=lambda version: echo(f"laborwatch: now scoring with model {version} "
-                                                        f"(yellow {runtime.pipeline.thresholds.yellow:g})"))
+                        echo_model=lambda version: echo(f"laborwatch: now scoring with model {scoring(version)}"))
         add_console_summary(app, runtime, every=2.0, echo=echo)
         if simulate:
             _add_demo_feed(app, runtime, settings, echo)
         echo(f"laborwatch: broker {bootstrap}{' (embedded)' if owned else ''}, "
-             f"store {state['database']}, home {home}, scoring with {runtime.pipeline.scorer.version} "
-             f"(yellow {runtime.pipeline.thresholds.yellow:g})")
+             f"store {state['database']}, home {home}, scoring with {scoring(runtime.pipeline.scorer.version)}")
         echo(f"laborwatch: metrics on {state['metrics_url']}")
         echo(f"laborwatch: inspectors' workbench on {web_url} (accounts: laborwatch users add)")
         echo("laborwatch: running; Ctrl-C stops it")
