@@ -145,7 +145,9 @@ def test_feedback_labels_join_the_disputes(tmp_path):
     feedback = tmp_path / "feedback.jsonl"
     feedback.write_text(json.dumps({"enterprise_id": "91440306WUCCEUGCLQ", "outcome": "wages_paid",
                                     "resolved_at": "2025-03-01T12:00:00+08:00"}) + "\n")
-    assert _with_feedback(disputes, feedback) == {"91440306WUCCEUGCLQ": [date(2025, 3, 1).toordinal()]}
+    days, merged = _with_feedback(disputes, feedback)
+    assert merged == {"91440306WUCCEUGCLQ": [date(2025, 3, 1).toordinal()]}
+    assert days == {}  # the disputes' own days, kept apart to count what the outcomes added
 
 
 def test_passwords_tokens_and_csrf():
