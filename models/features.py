@@ -5,6 +5,7 @@ when its inputs are missing, so that the same vector feeds the rules, a linear m
 """
 from __future__ import annotations
 
+import bisect
 from datetime import date, datetime
 from functools import lru_cache
 
@@ -31,6 +32,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "wage_late_count_180d",
     "wage_days_since_record",
     "wage_reported",
+    "headcount_band",
     "headcount_change_3m",
     "social_insurance_unpaid_share_past_grace",
     "complaints_count_90d",
@@ -39,6 +41,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "findings_social_insurance_180d",
     "findings_owner_absent_90d",
     "findings_equipment_removal_90d",
+    "findings_rent_arrears_90d",
     "calendar_shutdown",
     "calendar_days_to_festival",
 )
@@ -55,10 +58,14 @@ _BAND_EDGES = (1, 1 + _RECENT_WINDOWS[0], 1 + _RECENT_WINDOWS[1],
                1 + _RECENT_WINDOWS[0] + _BASELINE_DAYS, 1 + _RECENT_WINDOWS[1] + _BASELINE_DAYS)
 
 
-def _ratio(recent_sum: int, n_recent: int, base_sum: int, n_base: int, recent: int) -> float:
-    """Mean daily total over the last ``recent`` days against the 56 days before them; 1.0 (no
-    change) when either is too thin to say."""
-    if n_recent < min(3, recent) or n_base < 14 or base_sum <= 0:
+def _ratio(recent_sum: int, n_recent: int, base_sum: int, n_base: int, recent: int, interval: int) -> float:
+    """Mean total per reading over the last ``recent`` days against the 56 days before them;
+    1.0 (no change) when either is too thin to say. A meter read every ``interval`` days brings
+    ``recent / interval`` readings to the window: the recent one needs 3 of a daily feed's (one
+    odd day is not a trend) and at least one of a weekly one's, the baseline a quarter of its
+    expected readings (14 days of a daily feed, 2 weeks of a weekly one)."""
+    need_recent = max(1, min(3, recent // interval // 2))
+    if n_recent < need_recent or n_base < max(2, _BASELINE_DAYS // 4 // interval) or base_sum <= 0:
         return 1.0
     return min((recent_sum / n_recent) / (base_sum / n_base), 5.0)
 
@@ -66,11 +73,15 @@ def _ratio(recent_sum: int, n_recent: int, base_sum: int, n_base: int, recent: i
 def _utility(state: EnterpriseState, utility: str, as_of: int, out: dict[str, float]) -> None:
     # Days in the Spring Festival shutdown never count: near-zero meters then are normal.
     (s1, s2, s3, s4), (n1, n2, n3, n4) = state.utility_bands(utility, as_of, _BAND_EDGES, in_shutdown)
-    out[f"{utility}_ratio_7d_56d"] = _ratio(s1, n1, s2 + s3, n2 + n3, 7)
-    out[f"{utility}_ratio_28d_56d"] = _ratio(s1 + s2, n1 + n2, s3 + s4, n3 + n4, 28)
+    interval = state.reading_interval(utility)
+    out[f"{utility}_ratio_7d_56d"] = _ratio(s1, n1, s2 + s3, n2 + n3, 7, interval)
+    out[f"{utility}_ratio_28d_56d"] = _ratio(s1 + s2, n1 + n2, s3 + s4, n3 + n4, 28, interval)
     metered = bool(state.meters[utility])
     last = state.last_reading_day(utility)
-    silent = 0.0 if last is None else float(max(0, as_of - 1 - last))
+    # Days the next reading is overdue: a day's reading comes the next day, so for a daily meter
+    # these are the days with no reading since the last one (the name is from then); a meter
+    # read weekly is not overdue until a week has passed.
+    silent = 0.0 if last is None else float(max(0, as_of - last - interval))
     out[f"{utility}_days_since_reading"] = min(silent, _DAYS_CAP) if metered else 0.0
     out[f"{utility}_metered"] = 1.0 if metered else 0.0
 
@@ -122,7 +133,7 @@ def _wages(state: EnterpriseState, as_of: int, out: dict[str, float]) -> None:
 
 
 def _inspections(state: EnterpriseState, as_of: int, out: dict[str, float]) -> None:
-    complaints = wage = social = absent = removal = 0
+    complaints = wage = social = absent = removal = rent = 0
     workers_max = 0
     for item in state.inspections:
         age = as_of - item.day
@@ -134,6 +145,9 @@ def _inspections(state: EnterpriseState, as_of: int, out: dict[str, float]) -> N
                 workers_max = max(workers_max, item.workers)
             absent += "owner_absent" in item.findings
             removal += "equipment_removal" in item.findings
+            # unpaid rent (property management's report, which the migrant-worker wage
+            # regulation, art. 38, asks labour departments to watch)
+            rent += "rent_arrears" in item.findings
         if age <= 180:
             wage += "wage_arrears" in item.findings or "late_wages" in item.findings
             social += "social_insurance_arrears" in item.findings
@@ -143,6 +157,12 @@ def _inspections(state: EnterpriseState, as_of: int, out: dict[str, float]) -> N
     out["findings_social_insurance_180d"] = float(social)
     out["findings_owner_absent_90d"] = float(absent)
     out["findings_equipment_removal_90d"] = float(removal)
+    out["findings_rent_arrears_90d"] = float(rent)
+
+
+#: Registered headcount band edges: under 30 (below the source documents' smallest collective
+#: dispute), 30-99, 100-299, 300-999, 1000 and more.
+HEADCOUNT_BANDS = (30, 100, 300, 1000)
 
 
 def features(state: EnterpriseState, as_of_day: int | None = None) -> dict[str, float]:
@@ -158,6 +178,13 @@ def features(state: EnterpriseState, as_of_day: int | None = None) -> dict[str, 
     _memoised(state, "wages", (as_of, state.wages_version), _wages, as_of, out)
     _memoised(state, "inspections", (as_of, state.inspections_version), _inspections, as_of, out)
     out.update(_calendar(as_of))
+    # The registry's headcount, as a prior: a recorded collective dispute needs a crowd (the
+    # source documents count disputes of 30+ workers; a quarter of CLB incidents have 100+
+    # participants), and the contract's sample firms with a dispute employ a median of about
+    # 125 against about 40 for the others.
+    # Coarse bands, not the number itself: a model must not learn individual firms by their
+    # headcount (a firm's own history is in the other features).
+    out["headcount_band"] = float(bisect.bisect_right(HEADCOUNT_BANDS, state.headcount or 0))
     return out
 
 
@@ -187,7 +214,8 @@ def vector(feats: dict[str, float]) -> list[float]:
 # falls when one feature is put back to it. Context features (is there a meter, what day of the
 # year) explain nothing on their own and are not put back.
 CONTEXT_FEATURES = frozenset(
-    {"electricity_metered", "water_metered", "wage_reported", "calendar_shutdown", "calendar_days_to_festival"}
+    {"electricity_metered", "water_metered", "wage_reported", "headcount_band", "calendar_shutdown",
+     "calendar_days_to_festival"}
 )
 NEUTRAL: dict[str, float] = {name: (1.0 if "_ratio_" in name else 0.0) for name in FEATURE_NAMES}
 
@@ -196,10 +224,10 @@ NEUTRAL: dict[str, float] = {name: (1.0 if "_ratio_" in name else 0.0) for name 
 FEATURE_TEXT: dict[str, str] = {
     "electricity_ratio_7d_56d": "electricity {drop:.0f}% below its own 8-week baseline (last 7 days)",
     "electricity_ratio_28d_56d": "electricity {drop:.0f}% below its own 8-week baseline (last 4 weeks)",
-    "electricity_days_since_reading": "no electricity reading for {value:.0f} days",
+    "electricity_days_since_reading": "electricity reading overdue by {value:.0f} days",
     "water_ratio_7d_56d": "water {drop:.0f}% below its own 8-week baseline (last 7 days)",
     "water_ratio_28d_56d": "water {drop:.0f}% below its own 8-week baseline (last 4 weeks)",
-    "water_days_since_reading": "no water reading for {value:.0f} days",
+    "water_days_since_reading": "water reading overdue by {value:.0f} days",
     "wage_days_overdue_max": "wages unpaid {value:.0f} days after the statutory pay day",
     "wage_arrears_months": "{value:.0f} pay period(s) in arrears",
     "wage_unpaid_share_past_grace":
@@ -217,11 +245,13 @@ FEATURE_TEXT: dict[str, str] = {
     "findings_social_insurance_180d": "social insurance arrears found {value:.0f} time(s) in 180 days",
     "findings_owner_absent_90d": "the employer was reported absent",
     "findings_equipment_removal_90d": "equipment reported being moved out",
+    "findings_rent_arrears_90d": "rent arrears reported {value:.0f} time(s) in 90 days",
     "calendar_shutdown": "during the Spring Festival shutdown",
     "calendar_days_to_festival": "{value:.0f} days before the Spring Festival",
     "electricity_metered": "electricity metered",
     "water_metered": "water metered",
     "wage_reported": "payroll reported",
+    "headcount_band": "registered headcount band {value:.0f} (of 0-4: under 30, 30-99, 100-299, 300-999, 1000+)",
 }
 
 

@@ -68,12 +68,17 @@ class EnterpriseState:
     wages: dict[str, WagePeriod] = field(default_factory=dict)
     inspections: list[Inspection] = field(default_factory=list)
     signals_applied: int = 0
+    #: The registry's headcount (一企一档), as at the enterprise's last signal: the pipeline sets it
+    #: from the registry, so the stream, the backtest and training read the same number. None in
+    #: records written before it was kept.
+    headcount: int | None = None
 
     # Derived from the fields above and never serialised: rebuilt on first use after from_dict.
     # They let features() follow a state signal by signal without re-walking its history.
     _clock_day: int | None = field(default=None, init=False, repr=False, compare=False)
     _totals: dict[str, dict[int, int]] | None = field(default=None, init=False, repr=False, compare=False)
     _last_day: dict[str, int | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _first_day: dict[str, int | None] = field(default_factory=dict, init=False, repr=False, compare=False)
     _bands: dict[tuple, AgeBands] = field(default_factory=dict, init=False, repr=False, compare=False)
     _pruned_on: int | None = field(default=None, init=False, repr=False, compare=False)
     #: Bumped on every change of ``wages`` / ``inspections``: keys of memoised feature parts.
@@ -96,11 +101,22 @@ class EnterpriseState:
                 for u, days in self.utility.items()
             }
             self._last_day = {u: max(days, default=None) for u, days in self.utility.items()}
+            self._first_day = {u: min(days, default=None) for u, days in self.utility.items()}
         return self._totals[utility]
 
     def last_reading_day(self, utility: str) -> int | None:
         self.daily_totals(utility)
         return self._last_day[utility]
+
+    def reading_interval(self, utility: str) -> int:
+        """The meter's usual days between readings: the kept readings' span over their count,
+        rounded (1 for a daily feed, even with a few readings missing; 7 for a weekly one, as in
+        the contract's sample world's water). 1 until there are two readings."""
+        totals = self.daily_totals(utility)
+        first, last = self._first_day[utility], self._last_day[utility]
+        if first is None or last is None or len(totals) < 2:
+            return 1
+        return max(1, round((last - first) / (len(totals) - 1)))
 
     def utility_bands(self, utility: str, as_of: int, edges: tuple[int, ...],
                       excluded) -> tuple[list[int], list[int]]:
@@ -132,6 +148,11 @@ class EnterpriseState:
             self._last_day[utility] = day
         elif new is None and day == last:
             self._last_day[utility] = max(totals, default=None)
+        first = self._first_day.get(utility)
+        if new is not None and (first is None or day < first):
+            self._first_day[utility] = day
+        elif new is None and day == first:
+            self._first_day[utility] = min(totals, default=None)
 
     def is_stale(self, observed: datetime, retention: Retention) -> bool:
         """Older than the retention window, measured back from this enterprise's newest signal."""
@@ -242,6 +263,7 @@ class EnterpriseState:
                 [i.day, i.kind, i.workers, list(i.findings), i.arrears] for i in self.inspections
             ],
             "signals_applied": self.signals_applied,
+            "headcount": self.headcount,
         }
 
     @classmethod
@@ -260,4 +282,5 @@ class EnterpriseState:
                 for day, kind, workers, findings, arrears in data["inspections"]
             ],
             signals_applied=data["signals_applied"],
+            headcount=data.get("headcount"),
         )

@@ -165,10 +165,10 @@ AUDIT_TEXT = {
 FEATURE_TEXT_ZH: dict[str, str] = {
     "electricity_ratio_7d_56d": "用电量比自身8周基线低{drop:.0f}%（近7天）",
     "electricity_ratio_28d_56d": "用电量比自身8周基线低{drop:.0f}%（近4周）",
-    "electricity_days_since_reading": "已{value:.0f}天无电表读数",
+    "electricity_days_since_reading": "电表读数已逾期{value:.0f}天",
     "water_ratio_7d_56d": "用水量比自身8周基线低{drop:.0f}%（近7天）",
     "water_ratio_28d_56d": "用水量比自身8周基线低{drop:.0f}%（近4周）",
-    "water_days_since_reading": "已{value:.0f}天无水表读数",
+    "water_days_since_reading": "水表读数已逾期{value:.0f}天",
     "wage_days_overdue_max": "工资超过法定发薪日{value:.0f}天未发",
     "wage_arrears_months": "拖欠{value:.0f}个工资周期",
     "wage_unpaid_share_past_grace": f"上一工资周期{{pct:.0f}}%的工资超过{GRACE_DAYS}天宽限期仍未发放",
@@ -184,11 +184,13 @@ FEATURE_TEXT_ZH: dict[str, str] = {
     "findings_social_insurance_180d": "180天内{value:.0f}次查实欠缴社保",
     "findings_owner_absent_90d": "有报告称雇主失联",
     "findings_equipment_removal_90d": "有报告称设备被搬离",
+    "findings_rent_arrears_90d": "90天内{value:.0f}次发现拖欠租金",
     "calendar_shutdown": "处于春节停工期",
     "calendar_days_to_festival": "距春节还有{value:.0f}天",
     "electricity_metered": "已安装电表",
     "water_metered": "已安装水表",
     "wage_reported": "有工资发放记录",
+    "headcount_band": "登记人数档位{value:.0f}（0-4：30人以下、30-99、100-299、300-999、1000人以上）",
 }
 
 

@@ -15,6 +15,7 @@ from alerts.registry import read_enterprises
 from alerts.routing import Router
 from config.files import load_configs
 from config.settings import CONFIG_DIR
+from models.features import features
 from models.scoring import RulesScorer
 from streams.backtest import MemorySeen, contract_alert, run_backtest
 from streams.ingest import split_lines
@@ -103,6 +104,19 @@ class Harness:
 
 def _ids_of(outcome: Outcome) -> list[str]:
     return [a.signal["signal_id"] for a in outcome.accepted]
+
+
+# --- the registry in the state ------------------------------------------------------------------
+def test_the_state_carries_the_registrys_headcount_as_at_its_last_signal():
+    p = Harness()
+    p.process([p.envelope(utility("2025-06-01", 100.0))])
+    assert p.records[EID].state.headcount == 120
+    assert features(p.records[EID].state)["headcount_band"] == 2.0  # 100-299
+    moved = dict(REGISTRY[EID], headcount=1500)  # the registry was re-imported meanwhile
+    outcome = p.pipeline.process([p.envelope(utility("2025-06-02", 100.0))], registry={EID: moved},
+                                 load_record=p.records.get, seen=p.seen, now=NOW)
+    assert outcome.records[EID].state.headcount == 1500
+    assert features(outcome.records[EID].state)["headcount_band"] == 4.0
 
 
 # --- duplicates and redeliveries ---------------------------------------------------------------

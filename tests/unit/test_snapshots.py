@@ -73,6 +73,7 @@ def _expected_snapshots(folder: Path, as_of_dates: list[date]) -> dict[tuple[int
     """(as-of day, enterprise) -> features of a fresh EnterpriseState fed only the accepted signals
     that arrived before the first accepted signal observed at or after the as-of instant."""
     accepted = _accepted_in_order(folder)
+    headcounts = {r["enterprise_id"]: r["headcount"] for r in read_enterprises(folder / "enterprises.csv")[0]}
     states: dict[str, EnterpriseState] = {}
     expected = {}
     position = 0
@@ -80,9 +81,8 @@ def _expected_snapshots(folder: Path, as_of_dates: list[date]) -> dict[tuple[int
         instant = as_of_instant(day)
         while position < len(accepted) and accepted[position][2] < instant:
             _, signal, observed = accepted[position]
-            states.setdefault(signal["enterprise_id"], EnterpriseState(signal["enterprise_id"])).update(
-                signal, observed, RETENTION
-            )
+            eid = signal["enterprise_id"]
+            states.setdefault(eid, EnterpriseState(eid, headcount=headcounts[eid])).update(signal, observed, RETENTION)
             position += 1
         if position == len(accepted):
             break  # nothing arrives at or after this instant: the data has ended

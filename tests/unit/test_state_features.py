@@ -162,6 +162,22 @@ def test_wage_reported_tells_no_payroll_feed_from_paying_on_time():
         assert f_silent[name] == f_paying[name] == 0.0
 
 
+@pytest.mark.parametrize("headcount, band", [(None, 0), (0, 0), (29, 0), (30, 1), (99, 1), (100, 2), (299, 2),
+                                             (300, 3), (999, 3), (1000, 4), (25_000, 4)])
+def test_headcount_band_reads_the_registered_headcount_in_coarse_bands(headcount, band):
+    state = feed(*daily("2025-03-01", "2025-03-05", 100.0))
+    state.headcount = headcount
+    assert features(state)["headcount_band"] == float(band)
+
+
+def test_headcount_band_ignores_the_payroll_headcount():
+    """The payroll's headcount (wage records) is not the registry's: only the latter sets the band."""
+    state = feed(wage("2025-02", paid_date="2025-03-05", headcount=5000), *daily("2025-03-01", "2025-03-05", 100.0))
+    assert features(state)["headcount_band"] == 0.0
+    state.headcount = 50
+    assert features(state)["headcount_band"] == 1.0
+
+
 def test_not_overdue_before_due_date():
     state = feed(wage("2025-02", observed=ts("2025-03-01")))
     f = features(state, as_of_day=day("2025-03-07"))  # due today: not yet overdue
@@ -303,6 +319,38 @@ def test_electricity_silence_counts_days_since_reading():
     assert f["electricity_days_since_reading"] == 12.0
 
 
+def weekly(first: date | str, last: date | str, consumption, **kw) -> list[dict]:
+    """One water reading a week (the week's consumption), from ``first`` to ``last``."""
+    first, last = _d(first), _d(last)
+    return [utility(first + timedelta(days=7 * n), consumption, kind="water", meter="W1", **kw)
+            for n in range((last - first).days // 7 + 1)]
+
+
+def test_a_weekly_meter_is_not_silent_between_its_readings():
+    state = feed(*weekly("2024-10-07", "2024-12-30", 700.0))  # Mondays; the last reading 2024-12-30
+    assert state.reading_interval("water") == 7
+    for as_of, overdue in (("2024-12-31", 0), ("2025-01-06", 0), ("2025-01-07", 1), ("2025-01-16", 10)):
+        assert features(state, as_of_day=day(as_of))["water_days_since_reading"] == overdue, as_of
+    # A daily meter is overdue the day after a missing reading, as before.
+    daily_state = feed(*daily("2024-12-01", "2024-12-30", 30.0, kind="water", meter="W1"))
+    assert daily_state.reading_interval("water") == 1
+    assert features(daily_state, as_of_day=day("2024-12-31"))["water_days_since_reading"] == 0
+    assert features(daily_state, as_of_day=day("2025-01-02"))["water_days_since_reading"] == 2
+
+
+def test_a_weekly_meter_gives_utility_ratios():
+    """A week's reading against the eight before: a weekly feed is not "too thin to say"."""
+    steady = feed(*weekly("2024-10-07", "2024-12-23", 700.0), *weekly("2024-12-30", "2024-12-30", 350.0))
+    f = features(steady, as_of_day=day("2024-12-31"))
+    assert f["water_ratio_7d_56d"] == pytest.approx(0.5)
+    assert f["water_ratio_28d_56d"] == pytest.approx((3 * 700 + 350) / 4 / 700)
+    # One week before is too little baseline to say; two are a quarter of the eight expected.
+    young = feed(*weekly("2024-12-23", "2024-12-23", 700.0), *weekly("2024-12-30", "2024-12-30", 350.0))
+    assert features(young, as_of_day=day("2024-12-31"))["water_ratio_7d_56d"] == 1.0
+    older = feed(*weekly("2024-12-16", "2024-12-23", 700.0), *weekly("2024-12-30", "2024-12-30", 350.0))
+    assert features(older, as_of_day=day("2024-12-31"))["water_ratio_7d_56d"] == pytest.approx(0.5)
+
+
 def test_short_history_is_neutral():
     state = feed(*daily("2024-09-20", "2024-09-30", 1000.0))  # no 8-week baseline yet
     assert features(state)["electricity_ratio_7d_56d"] == 1.0
@@ -431,10 +479,11 @@ def _rich_state() -> EnterpriseState:
 
 def test_to_dict_from_dict_round_trip():
     state = _rich_state()
+    state.headcount = 240
     data = json.loads(json.dumps(state.to_dict()))
     again = EnterpriseState.from_dict(data)
     assert again.to_dict() == state.to_dict()
-    assert again.clock_day == state.clock_day
+    assert again.clock_day == state.clock_day and again.headcount == 240
     for as_of in (None, day("2024-12-15"), day("2025-02-01"), day("2025-04-15")):
         assert features(again, as_of_day=as_of) == features(state, as_of_day=as_of)
     # And it keeps working after the round trip: a new signal is applied the same way.
@@ -442,6 +491,13 @@ def test_to_dict_from_dict_round_trip():
     feed(more, state=state)
     feed(more, state=again)
     assert features(again) == features(state)
+
+
+def test_a_record_written_before_the_headcount_was_kept_restores_without_it():
+    data = _rich_state().to_dict()
+    del data["headcount"]
+    restored = EnterpriseState.from_dict(data)
+    assert restored.headcount is None and features(restored)["headcount_band"] == 0.0
 
 
 def _all_finite(f: dict[str, float]) -> bool:
@@ -496,6 +552,14 @@ def test_owner_absent_counts_for_90_days():
     assert f["findings_owner_absent_90d"] == 0.0
     assert f["complaints_count_90d"] == 0.0
     assert f["complaints_workers_max_90d"] == 0.0
+
+
+def test_rent_arrears_count_for_90_days():
+    state = feed(inspection("2025-03-01", kind="routine_inspection", workers=0, findings=["late_wages", "rent_arrears"]),
+                 inspection("2025-03-20", kind="daily_visit", workers=0, findings=["rent_arrears"]))
+    assert features(state, as_of_day=day("2025-03-20"))["findings_rent_arrears_90d"] == 2.0
+    assert features(state, as_of_day=day("2025-03-01") + 91)["findings_rent_arrears_90d"] == 1.0
+    assert features(state, as_of_day=day("2025-03-20") + 91)["findings_rent_arrears_90d"] == 0.0
 
 
 def test_wage_findings_count_for_180_days():
