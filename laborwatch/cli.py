@@ -270,6 +270,9 @@ def simulate(
     payroll_coverage: float = typer.Option(
         0.7, min=0.0, max=1.0, help="Share of firms with a payroll feed (the others send no wage records, "
         "only meter readings and inspections), as in the contract's sample world."),
+    water_weekly: float = typer.Option(
+        0.5, min=0.0, max=1.0, help="Share of water meters read once a week (Mondays, the week's "
+        "consumption) instead of daily; the contract's sample world reads every water meter weekly."),
 ) -> None:
     """Write a simulated world in the contract's formats."""
     from models.simulate import simulate_world
@@ -283,7 +286,7 @@ def simulate(
     except OSError as exc:
         raise CliError(f"{outdir}: cannot create ({exc.strerror})") from None
     summary = simulate_world(outdir, firms=firms, months=months, seed=seed, start=first_day, trouble_rate=trouble_rate,
-                             payroll_coverage=payroll_coverage)
+                             payroll_coverage=payroll_coverage, water_weekly=water_weekly)
     typer.echo(f"wrote {summary.firms} enterprises, {summary.signals} signals, {summary.disputes} disputes to {outdir}")
 
 

@@ -9,7 +9,7 @@ Public API
 ----------
 ``simulate_world(outdir, *, firms=120, months=14, seed=7, start=date(2024, 7, 1),
 district="baoan", noise=True, trouble_rate=DEMO_TROUBLE_RATE,
-payroll_coverage=PAYROLL_COVERAGE) -> WorldSummary``
+payroll_coverage=PAYROLL_COVERAGE, water_weekly=WATER_WEEKLY_SHARE) -> WorldSummary``
     Writes ``outdir/enterprises.csv`` (the registry), ``outdir/signals.jsonl`` (every signal in
     arrival order), ``outdir/disputes.jsonl`` (the labels: disputes that happened in the window)
     and ``outdir/truth.json`` (``{enterprise_id: {"scenario", "onset", "dispute", "street"}}``).
@@ -24,7 +24,8 @@ payroll_coverage=PAYROLL_COVERAGE) -> WorldSummary``
     ``is_valid_credit_code(code)`` checks one.
 
 ``iter_signals(*, firms=120, seed=7, start=date(2024, 7, 1), months=None, district="baoan",
-noise=True, trouble_rate=DEMO_TROUBLE_RATE, payroll_coverage=PAYROLL_COVERAGE) -> Iterator[dict]``
+noise=True, trouble_rate=DEMO_TROUBLE_RATE, payroll_coverage=PAYROLL_COVERAGE,
+water_weekly=WATER_WEEKLY_SHARE) -> Iterator[dict]``
     Live feed for ``laborwatch run --simulate``: yields signal dicts in arrival order. With
     ``months=None`` it never ends (it plans the world a year at a time and renders it a month at
     a time, holding only about a month of look-ahead in memory); with ``months=N`` it yields
@@ -50,7 +51,9 @@ World model (each choice is commented where it is made)
 -------------------------------------------------------
 * Registry: streets / communities / grids of the district, an industry mix heavy in
   manufacturing, electronics and garment, lognormal headcounts (median tens, a few 500-2000).
-* Daily electricity and water per meter, next-day delivery (02:00 power, 03:00 water), weekly
+* Daily electricity and water per meter, next-day delivery (02:00 power, 03:00 water); half the
+  water meters (``water_weekly``) are read on Mondays instead, each reading the week's
+  consumption, as every water meter of the contract's samples is. Weekly
   rhythm, summer air-conditioning, public holidays, and the Spring Festival shutdown of 2-3
   weeks for every firm, healthy or not. Construction firms have no meters.
 * Monthly payroll records: period YYYY-MM due on the 7th of the next month (Shenzhen wage
@@ -131,6 +134,9 @@ DEMO_TROUBLE_RATE = 0.18
 #: troubled or not; the others show only their meters and inspections, and a model must warn on
 #: those from the meters and complaints alone.
 PAYROLL_COVERAGE = 0.7
+# Share of the water meters read once a week (Mondays, the week's consumption) instead of daily;
+# every water meter of the contract's sample world is read weekly.
+WATER_WEEKLY_SHARE = 0.5
 
 SCENARIOS = ("healthy", "decline", "abscond", "construction_arrears", "recover")
 
@@ -333,6 +339,7 @@ class Firm:
     episodes: list[Episode] = field(default_factory=list)
     closed_on: int | None = None   # readings and records stop from this day
     payroll: bool = True           # its wages reach the monitoring platform
+    water_every: int = 1           # days between water readings: 1 (daily) or 7 (Mondays)
 
 
 def _holiday_factor(hclass: str, days: np.ndarray) -> np.ndarray:
@@ -357,13 +364,16 @@ class World:
     """The simulated district. Build with :func:`build_world`."""
 
     def __init__(self, *, firms: int, seed: int, start: date, district: str, noise: bool,
-                 trouble_rate: float, payroll_coverage: float = PAYROLL_COVERAGE):
+                 trouble_rate: float, payroll_coverage: float = PAYROLL_COVERAGE,
+                 water_weekly: float = WATER_WEEKLY_SHARE):
         if firms < 1:
             raise ValueError("firms must be >= 1")
         if not 0 <= trouble_rate <= 1:
             raise ValueError("trouble_rate must be within [0, 1] (share of firms per year)")
         if not 0 <= payroll_coverage <= 1:
             raise ValueError("payroll_coverage must be within [0, 1] (share of firms)")
+        if not 0 <= water_weekly <= 1:
+            raise ValueError("water_weekly must be within [0, 1] (share of water meters)")
         if district not in DISTRICTS:
             if not re.fullmatch(r"[a-z0-9-]{1,40}", district):
                 raise ValueError(f"district {district!r} must match ^[a-z0-9-]{{1,40}}$")
@@ -374,6 +384,7 @@ class World:
         self.noise = bool(noise)
         self.trouble_rate = float(trouble_rate)
         self.payroll_coverage = float(payroll_coverage)
+        self.water_weekly = float(water_weekly)
         self.firms: list[Firm] = []
         self._chapters_planned = 0
         self._zcache: dict[tuple[int, int], float] = {}
@@ -458,6 +469,10 @@ class World:
         covered = np.random.default_rng([self.seed, 12]).random(n) < self.payroll_coverage
         for f, has_feed in zip(self.firms, covered):
             f.payroll = bool(has_feed)
+        # Likewise the water meters' reading cadence.
+        weekly = np.random.default_rng([self.seed, 13]).random(n) < self.water_weekly
+        for f, once_a_week in zip(self.firms, weekly):
+            f.water_every = 7 if once_a_week else 1
 
     def _meter_series(self, rng, prefix: str, used: set[str]) -> list[tuple[int, str]]:
         """Meter ids with their first day: one meter, replaced about once in 20 years each
@@ -1029,7 +1044,7 @@ class World:
             wact = 0.35 * pres * np.minimum(ep_h, 1) * np.where(ep_w < 0.3, ep_w, 1.0) \
                 + 0.65 * f.week_w[dow] * hol * act_cny * order * ep_w
             m3 = f.water * (f.wstandby + (1 - f.wstandby) * wact) * np.exp(rng.normal(0, 0.1, n))
-            self._meter(f, "water", days, m3, 2, nrng, emit)
+            self._meter(f, "water", days, m3, 2, nrng, emit, every=f.water_every)
 
     def _water_delay(self, o: int) -> int:
         """Days by which the water company's whole batch for reading day o is late (1%)."""
@@ -1040,12 +1055,24 @@ class World:
         return v
 
     def _meter(self, f: Firm, util: str, days: np.ndarray, values: np.ndarray, nd: int,
-               nrng, emit) -> None:
+               nrng, emit, every: int = 1) -> None:
+        """Readings of ``values`` (one per day of ``days``); ``every=7``: one on each Monday with
+        the week's consumption (a week that began last month, whose days the caller has not
+        drawn, is its days in this month scaled to seven)."""
         prefix, source, unit, minute = (("pwr", "grid-power", "kWh", 120) if util == "electricity"
                                         else ("wtr", "water-co", "m3", 180))
         series = f.meters[util]
         n = len(days)
         noise = self.noise
+        if every == 7:
+            todo = [j for j in range(n) if date.fromordinal(int(days[j])).weekday() == 0]
+            weekly = np.zeros(n)
+            for j in todo:
+                week = values[max(0, j - 6):j + 1]
+                weekly[j] = float(week.sum()) * 7 / len(week)
+            values = weekly
+        else:
+            todo = range(n)
         # noise draws happen whether or not noise is on, so the values never depend on it
         rr = nrng.random((5, n))
         outage = np.zeros(n, dtype=bool)
@@ -1056,7 +1083,7 @@ class World:
         backfill = rr[4] < 0.3                           # share of gaps re-read later
         lag = nrng.integers(2, 10, n)                    # days until a re-read arrives
         gfrac = nrng.random(n) * 0.5
-        for j in range(n):
+        for j in todo:
             o = int(days[j])
             val = round(float(values[j]), nd)
             meter = series[0][1]
@@ -1180,19 +1207,21 @@ _SOURCE = {"pwr": "grid-power", "wtr": "water-co", "pay": "payroll-bank",
 
 def build_world(*, firms: int = 120, seed: int = 7, start: date = date(2024, 7, 1),
                 district: str = "baoan", noise: bool = True,
-                trouble_rate: float = DEMO_TROUBLE_RATE, payroll_coverage: float = PAYROLL_COVERAGE) -> World:
+                trouble_rate: float = DEMO_TROUBLE_RATE, payroll_coverage: float = PAYROLL_COVERAGE,
+                water_weekly: float = WATER_WEEKLY_SHARE) -> World:
     """The district, its registry and its (lazily planned) trouble episodes."""
     return World(firms=firms, seed=seed, start=start, district=district, noise=noise,
-                 trouble_rate=trouble_rate, payroll_coverage=payroll_coverage)
+                 trouble_rate=trouble_rate, payroll_coverage=payroll_coverage, water_weekly=water_weekly)
 
 
 def iter_signals(*, firms: int = 120, seed: int = 7, start: date = date(2024, 7, 1),
                  months: int | None = None, district: str = "baoan", noise: bool = True,
                  trouble_rate: float = DEMO_TROUBLE_RATE,
-                 payroll_coverage: float = PAYROLL_COVERAGE) -> Iterator[dict]:
+                 payroll_coverage: float = PAYROLL_COVERAGE,
+                 water_weekly: float = WATER_WEEKLY_SHARE) -> Iterator[dict]:
     """Signals in arrival order; open-ended when months is None (see the module docstring)."""
     world = build_world(firms=firms, seed=seed, start=start, district=district, noise=noise,
-                        trouble_rate=trouble_rate, payroll_coverage=payroll_coverage)
+                        trouble_rate=trouble_rate, payroll_coverage=payroll_coverage, water_weekly=water_weekly)
     until = None if months is None else _add_months(start, months)
     for _, sig in world._iter_raw(until):
         yield sig
@@ -1201,14 +1230,15 @@ def iter_signals(*, firms: int = 120, seed: int = 7, start: date = date(2024, 7,
 def simulate_world(outdir: Path, *, firms: int = 120, months: int = 14, seed: int = 7,
                    start: date = date(2024, 7, 1), district: str = "baoan", noise: bool = True,
                    trouble_rate: float = DEMO_TROUBLE_RATE,
-                   payroll_coverage: float = PAYROLL_COVERAGE) -> WorldSummary:
+                   payroll_coverage: float = PAYROLL_COVERAGE,
+                   water_weekly: float = WATER_WEEKLY_SHARE) -> WorldSummary:
     """Write enterprises.csv, signals.jsonl (arrival order), disputes.jsonl and truth.json."""
     if months < 1:
         raise ValueError("months must be >= 1")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     world = build_world(firms=firms, seed=seed, start=start, district=district, noise=noise,
-                        trouble_rate=trouble_rate, payroll_coverage=payroll_coverage)
+                        trouble_rate=trouble_rate, payroll_coverage=payroll_coverage, water_weekly=water_weekly)
     end = _add_months(start, months)
     rows = world.enterprise_rows()
     with open(outdir / "enterprises.csv", "w", newline="", encoding="utf-8") as fh:

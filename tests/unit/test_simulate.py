@@ -369,6 +369,41 @@ def test_payroll_coverage_leaves_the_rest_of_the_world_alone(tmp_path):
     assert (tmp_path / "part" / "disputes.jsonl").read_text() == (tmp_path / "all" / "disputes.jsonl").read_text()
 
 
+def test_weekly_water_meters_read_the_weeks_consumption_on_mondays(tmp_path):
+    """``water_weekly`` of the water meters are read on Mondays with the week's consumption; the
+    other meters, payroll, inspections and disputes are those of an all-daily world."""
+    def lines(out):
+        sigs = [json.loads(line) for line in (out / "signals.jsonl").read_text().splitlines()]
+        water = [s for s in sigs if s["type"] == "utility" and s["utility"] == "water"]
+        rest = [{k: v for k, v in s.items() if k != "signal_id"} for s in sigs if s not in water]
+        return water, rest
+
+    for name, share in (("daily", 0.0), ("half", 0.5)):
+        simulate_world(tmp_path / name, firms=80, months=3, seed=4, trouble_rate=0.4, noise=False,
+                       water_weekly=share)
+    daily_water, daily_rest = lines(tmp_path / "daily")
+    half_water, half_rest = lines(tmp_path / "half")
+    assert half_rest == daily_rest
+    assert (tmp_path / "half" / "disputes.jsonl").read_text() == (tmp_path / "daily" / "disputes.jsonl").read_text()
+    by_day = {(s["enterprise_id"], s["reading_date"]): s["consumption"] for s in daily_water}
+    days_of = {}
+    for s in half_water:
+        days_of.setdefault(s["enterprise_id"], []).append(date.fromisoformat(s["reading_date"]))
+    weekly = {e for e, days in days_of.items() if all(d.weekday() == 0 for d in days)}
+    metered = len(days_of)
+    assert 0.3 <= len(weekly) / metered <= 0.7
+    for s in half_water:
+        if s["enterprise_id"] not in weekly:
+            assert by_day[(s["enterprise_id"], s["reading_date"])] == s["consumption"]
+            continue
+        monday = date.fromisoformat(s["reading_date"])
+        week = [by_day.get((s["enterprise_id"], (monday - timedelta(days=n)).isoformat())) for n in range(7)]
+        known = [v for v in week if v is not None]
+        if len(known) == 7 and monday.day > 7:  # a whole week within the month: the exact sum
+            assert s["consumption"] == pytest.approx(sum(known), abs=0.05)
+        assert (date.fromisoformat(s["observed_at"][:10]) - monday).days == 1
+
+
 def test_healthy_firms_are_not_spotless(tmp_path):
     """Healthy firms also pay a few days late now and then, or in two parts: lateness alone
     must not be a giveaway. None of them is more than 5 days late."""
