@@ -75,10 +75,12 @@ def train_model(
         metrics=result.metrics,
         calibration=result.calibration,
         # Drift (PSI) is measured on the rows the stream scores, one per signal at any hour, so
-        # the reference is those rows of the training data, not the Monday-midnight snapshots.
-        # Context features (a meter exists, days to the festival) move with the calendar by design.
-        drift={name: ref for name, ref in reference_bins(recorder.matrix(), list(FEATURE_NAMES)).items()
-               if name not in CONTEXT_FEATURES},
+        # the reference is those rows of the training data, not the Monday-midnight snapshots,
+        # with each calendar month's own shares (meters follow the seasons). Context features (a
+        # meter exists, days to the festival) move with the calendar by design.
+        drift={name: ref for name, ref in reference_bins(
+            recorder.matrix(), list(FEATURE_NAMES), months=[date.fromordinal(d).month for d in recorder.days()]
+        ).items() if name not in CONTEXT_FEATURES},
         levels=levels,
     )
     for name in ("selection", "holdout"):
@@ -262,13 +264,14 @@ class _RowRecorder:
 
     def keep_ids(self, outcome) -> None:
         """The enterprise and local day of each row scored in this batch: the pipeline scores the
-        accepted signals, one row each, in order."""
-        from models.calendar import CHINA_TZ
+        accepted signals, one row each, in order. The day is the stream's ``local_day``, as in the
+        days the pipeline hands its metrics (drift compares the same calendar months)."""
+        from models.state import local_day
 
         for accepted in outcome.accepted:
             eid = accepted.signal["enterprise_id"]
             self._enterprise.append(self._names.setdefault(eid, len(self._names)))
-            self._days.append(accepted.observed.astimezone(CHINA_TZ).date().toordinal())
+            self._days.append(local_day(accepted.observed))
         if len(self._days) != self._rows:
             raise RuntimeError(f"{self._rows} rows scored but {len(self._days)} signals accepted")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from datetime import date
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -80,8 +81,8 @@ class Metrics:
             "dead-letter sends), store (ledger and dead letters), checkpoint (table writes, acks).",
             ["stage"], registry=r,
         )
-        # Live feature rows for drift, the most recent ones only.
-        self.recent_rows: deque[dict] = deque(maxlen=5000)
+        # Live feature rows for drift, the most recent ones only, each with its calendar month.
+        self.recent_rows: deque[tuple[int, dict]] = deque(maxlen=5000)
         for kind in SIGNAL_TYPES:  # every series exists from the start, at 0
             self.received.labels(kind)
             self.accepted.labels(kind)
@@ -100,21 +101,23 @@ class Metrics:
             self.received.labels(_signal_type(letter["payload"])).inc()
             self.rejected.labels(letter["reason"]).inc()
 
-    def observe_scoring(self, rows, scores: list[float], seconds: float) -> None:
-        self.recent_rows.extend(rows)
+    def observe_scoring(self, rows, scores: list[float], seconds: float, days: list[int]) -> None:
+        self.recent_rows.extend((date.fromordinal(day).month, row) for day, row in zip(days, rows))
         self.batch_size.observe(len(scores))
         self.scoring_seconds.observe(seconds)
         for value in scores:
             self.score.observe(value)
 
     def refresh_drift(self, drift_reference: dict) -> None:
-        """PSI of each feature over the recent rows against the model's training reference."""
+        """PSI of each feature over the recent rows against the model's training reference (the
+        same calendar months of it, when the card has them)."""
         self.feature_psi.clear()
         if not drift_reference or not self.recent_rows:
             return
-        rows = list(self.recent_rows)
+        months = [month for month, _ in self.recent_rows]
         for feature, reference in drift_reference.items():
-            self.feature_psi.labels(feature).set(psi(reference, [row[feature] for row in rows]))
+            values = [row[feature] for _, row in self.recent_rows]
+            self.feature_psi.labels(feature).set(psi(reference, values, months))
 
 
 class WebMetrics:

@@ -22,7 +22,7 @@ from alerts.levels import size_band
 from config.files import Configs
 from models.features import features
 from models.scoring import Scorer
-from models.state import EnterpriseState, Retention
+from models.state import EnterpriseState, Retention, local_day
 from streams.validation import Rejection, parse_timestamp, payload_text, validate_signal
 
 Coords = tuple[str, int, int]  # (topic or "file:<name>", partition, offset or line number)
@@ -127,11 +127,13 @@ def dead_letter(rejection: Rejection, env: Envelope) -> dict:
 
 class Pipeline:
     def __init__(self, configs: Configs, scorer: Scorer,
-                 on_scored: Callable[[Sequence[dict], list[float], float], None] | None = None):
+                 on_scored: Callable[[Sequence[dict], list[float], float, list[int]], None] | None = None):
         self.configs = configs
         self.scorer = scorer  # and the thresholds it is levelled by (see the property)
         self.retention = Retention(**configs.pipeline.state.model_dump())
-        self.on_scored = on_scored  # (rows, scores, seconds) of each batched scoring call: metrics
+        # (rows, scores, seconds, days) of each batched scoring call, days the China-time day of
+        # each row's signal: metrics
+        self.on_scored = on_scored
 
     @property
     def scorer(self) -> Scorer:
@@ -165,7 +167,7 @@ class Pipeline:
                 candidates.append((env, signal))
 
         first_seen = seen.lookup({(s["enterprise_id"], s["signal_id"]) for _, s in candidates})
-        pending: list[tuple[EnterpriseRecord, dict, Envelope, dict[str, float]]] = []
+        pending: list[tuple[EnterpriseRecord, dict, Envelope, datetime, dict[str, float]]] = []
         for env, signal in candidates:
             eid, sid = signal["enterprise_id"], signal["signal_id"]
             record = out.records.get(eid)
@@ -188,20 +190,22 @@ class Pipeline:
                 )
                 out.dead_letters.append(dead_letter(Rejection("stale", detail, sid), env))
                 continue
+            record.state.headcount = (registry.get(eid) or {}).get("headcount")
             record.state.update(signal, observed, self.retention)
             record.mark_applied(env)
             out.records[eid] = record
             first_seen[(eid, sid)] = env.coords
             out.accepted.append(AcceptedSignal(signal, observed, env))
-            pending.append((record, signal, env, features(record.state)))
+            pending.append((record, signal, env, observed, features(record.state)))
 
         if pending:
             started = time.perf_counter()
             rows = [feats for *_, feats in pending]
             scores = self.scorer.score(rows)
             if self.on_scored is not None:
-                self.on_scored(rows, [s.score for s in scores], time.perf_counter() - started)
-            for (record, signal, env, _), scored in zip(pending, scores):
+                self.on_scored(rows, [s.score for s in scores], time.perf_counter() - started,
+                               [local_day(observed) for _, _, _, observed, _ in pending])
+            for (record, signal, env, _, _), scored in zip(pending, scores):
                 self._decide(record, signal, scored, registry, out, env.received_at)
         return out
 
