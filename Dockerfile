@@ -22,9 +22,10 @@ RUN groupadd --system --gid 10001 laborwatch \
     && mkdir -p /var/lib/laborwatch /var/lib/laborwatch-models \
     && chown laborwatch:laborwatch /var/lib/laborwatch /var/lib/laborwatch-models
 
-# The pinned dependencies first (their own layer, rebuilt only when the lock changes) ...
-COPY requirements.lock /tmp/requirements.lock
-RUN pip install -r /tmp/requirements.lock && rm /tmp/requirements.lock
+# The pinned run-time dependencies first (their own layer, rebuilt only when the lock changes;
+# no test tools: requirements-runtime.lock is requirements.lock without the test extra) ...
+COPY requirements-runtime.lock /tmp/requirements-runtime.lock
+RUN pip install -r /tmp/requirements-runtime.lock && rm /tmp/requirements-runtime.lock
 
 # ... then the project itself, without re-resolving anything. The build context is trimmed by
 # .dockerignore; the sources are removed once installed into site-packages.

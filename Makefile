@@ -55,13 +55,19 @@ model: install
 	  $(BIN)/laborwatch models promote "$$(cat $(MODEL_WORLD)/version)"
 	rm -rf models/shipped && cp -r $(MODEL_WORLD)/registry models/shipped
 
-## make lock: re-pin requirements.lock from a fresh resolution of pyproject.toml.
+## make lock: re-pin requirements.lock from a fresh resolution of pyproject.toml, and
+## requirements-runtime.lock (the image's) from it without the test extra.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
 	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
 	( echo '# Exact versions of everything `make` installs (runtime and test). Regenerate with `make lock`.'; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^laborwatch' ) > requirements.lock
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -c requirements.lock -e .
+	( echo '# Exact versions of what the project needs at run time (the Docker image installs this), the same'; \
+	  echo '# pins as requirements.lock without the test tools. Regenerate with `make lock`.'; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^laborwatch' ) > requirements-runtime.lock
 	rm -rf .lock-venv
 
 clean:

@@ -331,14 +331,36 @@ def test_dockerfile_exposes_the_settings_ports():
     assert exposed == {_setting_default("web_port"), _setting_default("metrics_port")}
 
 
-def test_dockerfile_installs_the_lock_then_the_project():
+def test_dockerfile_installs_the_runtime_lock_then_the_project():
     instructions = _dockerfile_instructions()
     runs = [args for keyword, args in instructions if keyword == "RUN"]
-    lock_at = next(i for i, r in enumerate(runs) if re.search(r"pip install\b.*-r \S*requirements\.lock", r))
+    lock_at = next(i for i, r in enumerate(runs) if re.search(r"pip install\b.*-r \S*requirements-runtime\.lock", r))
     project_at = next(i for i, r in enumerate(runs) if re.search(r"pip install\b.*--no-deps", r))
     assert lock_at < project_at
-    assert any(k == "COPY" and "requirements.lock" in a for k, a in instructions)
+    assert any(k == "COPY" and "requirements-runtime.lock" in a for k, a in instructions)
+    assert not any("requirements.lock" in a for _, a in instructions)  # the test tools stay out
     assert instructions[0] == ("FROM", "python:3.11-slim")
+
+
+def _package(requirement: str) -> str:
+    """The normalised package name (PEP 503) a requirement or a pin starts with."""
+    return re.sub(r"[-_.]+", "-", re.match(r"\s*([A-Za-z0-9._-]+)", requirement).group(1).lower())
+
+
+def _pins(path: Path) -> dict[str, str]:
+    return {_package(line): line.partition("==")[2].strip()
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")}
+
+
+def test_the_runtime_lock_is_the_full_lock_without_the_test_tools():
+    """requirements-runtime.lock (the image's) pins what requirements.lock pins (the venv make
+    builds, where the suite runs), minus the test extra: the image runs what was tested."""
+    full, runtime = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-runtime.lock")
+    assert runtime.items() <= full.items()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert {_package(r) for r in project["dependencies"]} <= set(runtime)
+    test_only = {_package(r) for r in project["optional-dependencies"]["test"]} - {_package(r) for r in project["dependencies"]}
+    assert test_only & set(full) == test_only and not test_only & set(runtime)
 
 
 def test_dockerfile_runs_the_worker_as_non_root_with_a_home_volume():
