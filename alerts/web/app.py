@@ -19,10 +19,10 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -99,12 +99,6 @@ def create_app(settings: Settings, configs: Configs, db: Database, *, publisher=
         return response
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics() -> Response:
-        """The process's metrics (the workbench's and, in `laborwatch run`, the worker's) on the
-        web port too: what config/prometheus.yml's laborwatch-web job scrapes."""
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from alerts.web.routes import alerts, audit, auth, enterprises
 

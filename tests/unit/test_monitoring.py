@@ -44,6 +44,7 @@ EXPECTED_ALERTS = {
     "LaborWatchAlertsPastSLA",
     "LaborWatchFeatureDrift",
     "LaborWatchWorkerDown",
+    "LaborWatchWebDown",
 }
 EXPECTED_DASHBOARDS = {"pipeline-health.json", "inspection-workload.json", "model-health.json"}
 
@@ -217,8 +218,15 @@ def test_prometheus_config_loads_the_rules_and_scrapes_the_jobs(prometheus_confi
     web = jobs["laborwatch-web"]
     assert web.get("metrics_path", "/metrics") == "/metrics"
     assert "web" in compose_services
-    web_port = _environment(compose_services["web"])["LABORWATCH_WEB_PORT"]
-    assert [t for sc in web["static_configs"] for t in sc["targets"]] == [f"web:{web_port}"]
+    web_env = _environment(compose_services["web"])
+    # Discovered by DNS too: with the `web` profile off there is no target (a static one would
+    # be down and LaborWatchWebDown would fire); on its metrics port, never the published web one.
+    assert "static_configs" not in web
+    assert [(sd["names"], sd.get("type"), sd.get("port")) for sd in web["dns_sd_configs"]] == [
+        (["web"], "A", int(web_env["LABORWATCH_METRICS_PORT"]))
+    ]
+    published = {str(p).split(":")[-1] for p in compose_services["web"].get("ports", [])}
+    assert web_env["LABORWATCH_METRICS_PORT"] not in published and web_env["LABORWATCH_WEB_PORT"] in published
 
 
 def test_compose_mounts_the_config_and_its_rule_files(prometheus_config, compose_services):
