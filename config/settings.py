@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(
         1.0, gt=0, description="How often changed enterprise records are written to the table and the signals "
         "that changed them acked (a crash replays at most this much; fewer, bigger table writes).")
+    console_every_seconds: float = Field(
+        2.0, ge=0, description="How often `run` prints the store's counts (signals accepted and rejected, alerts "
+        "by level) when they changed; each print counts whole tables, so a worker on a large store wants it "
+        "rarer; 0: never.")
     log_level: str = Field("info")
     # The simulated feed of `run --simulate` (the demo): a district replayed from demo_start,
     # its first demo_history_days at full speed, then live, one simulated day every

@@ -74,7 +74,8 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
 
         app = build_app(runtime, broker_url, embedded_broker=embedded,
                         echo_model=lambda version: echo(f"laborwatch: now scoring with model {scoring(version)}"))
-        add_console_summary(app, runtime, every=2.0, echo=echo)
+        if settings.console_every_seconds > 0:
+            add_console_summary(app, runtime, every=settings.console_every_seconds, echo=echo)
         if simulate:
             _add_demo_feed(app, runtime, settings, echo)
         echo(f"laborwatch: broker {bootstrap}{' (embedded)' if owned else ''}, "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import REPO, SAMPLES, RunningPipeline, base_env, cli, wait_until
+from tests.support import REPO, SAMPLES, RunningPipeline, base_env, cli, wait_for_verdicts, wait_until
 
 
 def _one_line_error(result) -> str:
@@ -159,3 +159,29 @@ def test_backtest_refuses_a_registry_file_without_one_valid_enterprise(env, tmp_
     said = _one_line_error(cli(["backtest", "--enterprises", str(signals), "--signals", str(signals),
                                 "--out", str(tmp_path / "a.jsonl")], env, check=False))
     assert f"{signals}: no valid enterprise in the registry file" in said and "line 1:" in said
+
+
+@pytest.mark.parametrize("every", ["0.5", "0"])
+def test_the_console_counts_come_as_often_as_the_setting_says(env, tmp_path, every):
+    """`run` prints the store's counts every LABORWATCH_CONSOLE_EVERY_SECONDS while they change,
+    and never with 0 (each print counts whole tables: compose makes it rarer)."""
+    from alerts.store.db import Database
+    from alerts.store.repo import counts
+    from models.simulate import simulate_world
+
+    world = simulate_world(tmp_path / "world", firms=8, months=2, seed=3)
+    env = dict(env, LABORWATCH_CONSOLE_EVERY_SECONDS=every)
+    run = RunningPipeline(tmp_path / "home", env, env["LABORWATCH_DATABASE_URL"]).start()
+    db = Database(env["LABORWATCH_DATABASE_URL"], run_migrations=False)
+    try:
+        cli(["enterprises", "import", str(tmp_path / "world" / "enterprises.csv")], env)
+        cli(["ingest", str(tmp_path / "world" / "signals.jsonl")], env)
+        wait_for_verdicts(db, world.signals)
+        if every != "0":
+            final = counts(db)
+            wait_until(lambda: f"signals accepted {final.accepted}, rejected {final.rejected}" in run.output(),
+                       timeout=30, what="the console's line with the final counts")
+    finally:
+        db.dispose()
+        assert run.stop() == 0, run.output()[-3000:]
+    assert ("signals accepted" in run.output()) == (every != "0"), run.output()[-2000:]
