@@ -29,6 +29,14 @@ def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval:
         time.sleep(interval)
 
 
+def wait_for_verdicts(db, lines: int, timeout: float = 120.0, what: str = "every line accepted or rejected"):
+    """Until the store holds a verdict for ``lines`` inputs: accepted (the ledger) or rejected
+    (a dead letter)."""
+    from alerts.store.repo import counts
+
+    return wait_until(lambda: (c := counts(db)).accepted + c.rejected >= lines, timeout=timeout, what=what)
+
+
 def base_env(home: Path, database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABORWATCH_")}
     env.update(

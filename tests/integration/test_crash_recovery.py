@@ -15,7 +15,7 @@ from alerts.store.db import Database
 from alerts.store.repo import counts
 from streams.broker import EmbeddedBroker
 from tests.support import (SAMPLES, RunningPipeline, alert_changes, backtest_samples, base_env, cli,
-                           stored_alert_changes, wait_until)
+                           stored_alert_changes, wait_for_verdicts, wait_until)
 
 pytestmark = pytest.mark.broker
 
@@ -41,8 +41,7 @@ def test_killed_worker_loses_and_doubles_nothing(tmp_path, shared_dir):
 
         second = RunningPipeline(tmp_path / "home", env, database_url).start()
         try:
-            wait_until(lambda: (c := counts(db)).accepted + c.rejected >= expected["lines"],
-                       timeout=90, what="the second worker to finish the samples")
+            wait_for_verdicts(db, expected["lines"], timeout=90, what="the second worker to finish the samples")
             want = alert_changes(backtest_samples(tmp_path, env))
             wait_until(lambda: len(stored_alert_changes(db)) >= len(want), timeout=60, what="the alert store")
             final = counts(db)

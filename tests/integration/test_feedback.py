@@ -18,11 +18,10 @@ from sqlalchemy import select
 
 from alerts.store.db import Database
 from alerts.store.models import AlertChange
-from alerts.store.repo import counts
 from config.settings import Settings
 from streams.broker import EmbeddedBroker
 from streams.ingest import split_lines
-from tests.support import SAMPLES, RunningPipeline, base_env, cli, jsonl, wait_until
+from tests.support import SAMPLES, RunningPipeline, base_env, cli, jsonl, wait_for_verdicts, wait_until
 
 pytestmark = pytest.mark.broker
 FEEDBACK = Settings().topic("feedback")
@@ -89,8 +88,7 @@ def test_a_resolved_alert_is_closed_and_the_next_risk_raises_a_new_one(tmp_path,
             wait_until(lambda: _closed_by_feedback(run) >= 1, timeout=60, what="the worker to close the alert")
 
             cli(["ingest", str(tmp_path / "rest.jsonl")], env)
-            wait_until(lambda: (c := counts(db)).accepted + c.rejected >= len(lines), timeout=120,
-                       what="the rest of the samples")
+            wait_for_verdicts(db, len(lines), what="the rest of the samples")
             # The resolved alert is never escalated; the enterprise's next risk is a new alert,
             # one that the uninterrupted backtest does not have.
             new = wait_until(lambda: [r for r in stored() if r[0] not in changes and r[2] == "raised"

@@ -15,11 +15,10 @@ from sqlalchemy import select
 
 from alerts.store.db import Database
 from alerts.store.models import AlertChange
-from alerts.store.repo import counts
 from models.features import FEATURE_NAMES, NEUTRAL
 from models.registry import ModelRegistry
 from streams.ingest import split_lines
-from tests.support import SAMPLES, RunningPipeline, base_env, cli, wait_until
+from tests.support import SAMPLES, RunningPipeline, base_env, cli, wait_for_verdicts, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -84,7 +83,7 @@ def test_promotion_reaches_a_running_worker(tmp_path, shared_dir):
                 wait_until(lambda: "model update refused" in run.output(), timeout=30, what="the refusal")
             cli(["ingest", str(tmp_path / f"part{i}.jsonl")], env)
             seen += len(parts[i])
-            wait_until(lambda: (c := counts(db)).accepted + c.rejected >= seen, timeout=90, what=f"part {i}")
+            wait_for_verdicts(db, seen, timeout=90, what=f"part {i}")
 
         def versions_by_part():
             with db.session() as session:

@@ -27,7 +27,7 @@ from alerts.store.models import Alert, DeadLetter, SignalRecord
 from alerts.store.repo import counts
 from streams.broker import EmbeddedBroker
 from tests.support import (SAMPLES, RunningPipeline, accepted_by, alert_changes, backtest_samples, base_env, cli,
-                           stored_alert_changes, wait_until)
+                           stored_alert_changes, wait_for_verdicts, wait_until)
 
 pytestmark = pytest.mark.broker
 
@@ -69,8 +69,7 @@ def test_two_workers_share_partitions_and_hand_over(tmp_path, shared_dir):
             stopping.join(timeout=120)
             assert stopped == [0], a.output()[-3000:]
             try:
-                wait_until(lambda: (c := counts(db)).accepted + c.rejected >= expected["lines"], timeout=120,
-                           what="worker B to finish after the hand-over")
+                wait_for_verdicts(db, expected["lines"], what="worker B to finish after the hand-over")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; offsets never stored, by partition: {_missing_offsets(db)}") from None
 

@@ -17,7 +17,7 @@ from alerts.store.repo import counts
 from streams.broker import EmbeddedBroker
 from tests.conftest import POSTGRES_URL, _fresh_postgres_database
 from tests.support import (SAMPLES, RunningPipeline, alert_changes, backtest_samples, base_env, cli,
-                           stored_alert_changes, wait_until)
+                           stored_alert_changes, wait_for_verdicts, wait_until)
 
 pytestmark = pytest.mark.broker
 
@@ -67,8 +67,7 @@ def test_a_database_outage_mid_stream_loses_and_doubles_nothing(tmp_path, shared
                     timeout=60, what="the batches and the timers to find the store gone")
                 assert counts_or_none(db) is None  # really gone
                 assert run.proc.poll() is None, run.output()[-3000:]
-            wait_until(lambda: (c := counts(db)).accepted + c.rejected >= expected["lines"], timeout=120,
-                       what="the worker to finish after the outage")
+            wait_for_verdicts(db, expected["lines"], what="the worker to finish after the outage")
 
             want = alert_changes(backtest_samples(tmp_path, env))
             wait_until(lambda: len(stored_alert_changes(db)) >= len(want), timeout=60, what="the alert store")
