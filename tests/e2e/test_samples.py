@@ -11,9 +11,8 @@ from sqlalchemy import select
 
 from alerts.store.db import Database
 from alerts.store.models import AlertChange, SignalRecord
-from alerts.store.repo import counts
 from streams.ingest import split_lines
-from tests.support import SAMPLES, RunningPipeline, base_env, cli, jsonl, wait_until
+from tests.support import SAMPLES, RunningPipeline, base_env, cli, jsonl, wait_for_verdicts, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -34,18 +33,31 @@ def samples_run(module_database_url, tmp_path_factory, shared_dir):
         assert "published 10883 signals" in published.stdout
         db = Database(module_database_url, run_migrations=False)
         expected = json.loads((SAMPLES / "expected.json").read_text())
-        wait_until(
-            lambda: (c := counts(db)).accepted + c.rejected >= expected["lines"],
-            timeout=120, what="every line accepted or rejected",
-        )
-        yield run, db, env
+        wait_for_verdicts(db, expected["lines"])
+        # Alerts reach the store two topics after the ledger (alerts, then the queues), so a
+        # verdict for every line does not mean every alert is stored yet: wait for as many
+        # alert revisions as `laborwatch backtest` raises on the same input (the parity test
+        # below compares them one by one).
+        out = tmp_path_factory.mktemp("backtest") / "backtest.jsonl"
+        cli(["backtest", "--enterprises", str(SAMPLES / "enterprises.csv"),
+             "--signals", str(SAMPLES / "signals.jsonl"), "--out", str(out)], env)
+        backtest = jsonl(out.read_text())
+        wait_until(lambda: _stored_revisions(db) >= len(backtest), timeout=60, what="the alert store to catch up")
+        yield run, db, env, backtest
         db.dispose()
     finally:
         assert run.stop() == 0, run.output()[-3000:]
 
 
+def _stored_revisions(db) -> int:
+    from sqlalchemy import func
+
+    with db.session() as session:
+        return session.execute(select(func.count()).select_from(AlertChange)).scalar_one()
+
+
 def test_samples_match_expected_line_for_line(samples_run):
-    run, db, env = samples_run
+    run, db, env, _ = samples_run
     expected = json.loads((SAMPLES / "expected.json").read_text())
     lines = split_lines((SAMPLES / "signals.jsonl").read_bytes())
     assert len(lines) == expected["lines"]
@@ -84,12 +96,8 @@ def test_samples_match_expected_line_for_line(samples_run):
     assert len(collective) == len(expected["collective_incidents"])
 
 
-def test_stream_raises_the_same_alerts_as_backtest(samples_run, tmp_path):
-    run, db, env = samples_run
-    out = tmp_path / "backtest.jsonl"
-    cli(["backtest", "--enterprises", str(SAMPLES / "enterprises.csv"),
-         "--signals", str(SAMPLES / "signals.jsonl"), "--out", str(out)], env)
-    backtest = jsonl(out.read_text())
+def test_stream_raises_the_same_alerts_as_backtest(samples_run):
+    run, db, env, backtest = samples_run
     assert backtest, "the samples raise alerts"
 
     def key(alert_id, level, size_band, triggered_by, score):
@@ -103,7 +111,6 @@ def test_stream_raises_the_same_alerts_as_backtest(samples_run, tmp_path):
                                           AlertChange.triggered_by, AlertChange.score)).all()
         return sorted(key(*row) for row in rows)
 
-    wait_until(lambda: len(stored()) >= len(want), timeout=60, what="the alert store to catch up")
     assert stored() == want
     # And the current state of each alert is the last backtest line for it.
     last = {a["alert_id"]: a for a in backtest}
@@ -119,7 +126,7 @@ def test_metrics_count_exactly_what_expected_json_says(samples_run):
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    run, db, env = samples_run
+    run, db, env, _ = samples_run
     expected = json.loads((SAMPLES / "expected.json").read_text())
     url = json.loads((run.home / "run.json").read_text())["metrics_url"]
     samples = {}
@@ -150,15 +157,21 @@ def test_metrics_count_exactly_what_expected_json_says(samples_run):
     assert ("laborwatch_model_info", labels) in samples
 
 
-def test_the_web_port_serves_the_same_metrics_for_prometheus(samples_run):
-    """config/prometheus.yml's laborwatch-web job scrapes /metrics on the web port."""
+def test_the_metrics_port_serves_the_workbenchs_metrics_and_the_web_port_none(samples_run):
+    """config/prometheus.yml's laborwatch-web job scrapes the metrics port, where the workbench's
+    metrics sit beside the worker's; the web port, published to people, serves no metrics."""
+    from urllib.error import HTTPError
     from urllib.request import urlopen
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    run, _, _ = samples_run
-    web_url = json.loads((run.home / "run.json").read_text())["web_url"].rstrip("/")
+    run, _, _, _ = samples_run
+    state = json.loads((run.home / "run.json").read_text())
+    web_url = state["web_url"].rstrip("/")
     urlopen(f"{web_url}/login", timeout=10).read()  # one request the workbench counts
-    names = {s.name: s for f in text_string_to_metric_families(urlopen(f"{web_url}/metrics", timeout=10).read().decode())
-             for s in f.samples if s.name in ("laborwatch_signals_received_total", "laborwatch_web_requests_total")}
-    assert set(names) == {"laborwatch_signals_received_total", "laborwatch_web_requests_total"}
+    text = urlopen(state["metrics_url"], timeout=10).read().decode()
+    names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    assert {"laborwatch_signals_received_total", "laborwatch_web_requests_total"} <= names
+    with pytest.raises(HTTPError) as refused:
+        urlopen(f"{web_url}/metrics", timeout=10).read()
+    assert refused.value.code == 404
