@@ -30,6 +30,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# libpq waits for ever by default: a server that stopped answering would hold the worker (which
+# writes its ledger on the event loop) until the kernel gave up. Bounded instead: a connection
+# attempt fails after 10 s and a dead peer is noticed within about a minute, as an
+# OperationalError that the stream waits out and retries. A URL's query (`?connect_timeout=3`)
+# overrides each.
+PG_CONNECT_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
+                       "keepalives_interval": 10, "keepalives_count": 3}
+
+
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
@@ -43,7 +52,10 @@ def make_engine(url: str) -> Engine:
     else:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = create_engine(parsed, pool_pre_ping=True)
+        connect_args = {}
+        if parsed.drivername == "postgresql+psycopg":  # the URL's own parameters win
+            connect_args = {k: v for k, v in PG_CONNECT_DEFAULTS.items() if k not in parsed.query}
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

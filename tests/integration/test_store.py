@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import pytest
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, select, update
 
@@ -150,3 +151,40 @@ def test_alerts_past_their_acknowledgement_sla(database_url):
         session.execute(update(Alert).values(status="in_progress"))
     assert alerts_past_sla(db, sla(), now=much_later)["on_site"] == {}
     db.dispose()
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP port whose kernel completes the handshake and then nobody ever answers: a database
+    server that hangs."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+@pytest.mark.timeout(30)  # without a bound the connection would hang the suite
+@pytest.mark.parametrize("how", ["default", "url"])
+def test_a_postgresql_server_that_never_answers_is_given_up_on(silent_server, monkeypatch, how):
+    """The worker writes its ledger on the event loop, so a connection may not wait for ever
+    (libpq's default): the default timeout reaches libpq, and a URL's own parameter wins."""
+    import time
+
+    from alerts.store import db as store_db
+    from alerts.store.db import StoreError
+
+    url = f"postgresql+psycopg://laborwatch@127.0.0.1:{silent_server}/laborwatch"
+    if how == "default":
+        monkeypatch.setitem(store_db.PG_CONNECT_DEFAULTS, "connect_timeout", 2)
+    else:
+        monkeypatch.setitem(store_db.PG_CONNECT_DEFAULTS, "connect_timeout", 600)
+        url += "?connect_timeout=2"
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="cannot reach the database"):
+        Database(url)
+    assert 1.5 < time.monotonic() - started < 10
