@@ -18,7 +18,7 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Rejected inputs (dead letters)
 app.add_typer(enterprises_app, name="enterprises")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(dlq_app, name="dlq")
-models_app = typer.Typer(no_args_is_help=True, help="Models: train, evaluate, thresholds, list, promote.")
+models_app = typer.Typer(no_args_is_help=True, help="Models: train, evaluate, compare, thresholds, list, promote.")
 app.add_typer(models_app, name="models")
 users_app = typer.Typer(no_args_is_help=True, help="Accounts of the inspectors' workbench.")
 app.add_typer(users_app, name="users")
@@ -291,11 +291,12 @@ def simulate(
 
 
 def _register_model_commands() -> None:
-    from laborwatch.models_cli import evaluate_model, sweep_thresholds, train_model
+    from laborwatch.models_cli import compare_models, evaluate_model, sweep_thresholds, train_model
     from laborwatch.registry_cli import list_models, promote_model
 
     models_app.command("train")(train_model)
     models_app.command("evaluate")(evaluate_model)
+    models_app.command("compare")(compare_models)
     models_app.command("thresholds")(sweep_thresholds)
     models_app.command("list")(list_models)
     models_app.command("promote")(promote_model)

@@ -222,6 +222,18 @@ def onset_oracle(snaps: Snapshots, y: np.ndarray, mask: np.ndarray, truth: dict[
     return {"pr_auc": statistics.fmean(ap), "positives_after_onset_share": float(visible.sum() / yt.sum())}
 
 
+def scorer_figures(version: str, run, scores: np.ndarray, snaps: Snapshots, y: np.ndarray, mask: np.ndarray,
+                   found: dict[str, list[int]], known: set[str], capacity: Capacity,
+                   healthy: set[str] | None) -> dict:
+    """One scorer's figures: ranking on the weekly snapshots, top k, and the warnings its replay
+    (``run``, a ``streams.backtest.Replay``) raised."""
+    figures = {"version": version, "thresholds": run.pipeline.thresholds.model_dump(),
+               **ranking_metrics(y[mask], scores[mask])}
+    figures.update(top_k(snaps, scores, y, mask, capacity))
+    figures.update(warning_figures(run.alerts, found, known, snaps.last_day, healthy))
+    return figures
+
+
 def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: Path, disputes: Path,
              report_dir: Path, configs: Configs, capacity: Capacity, *, horizon_days: int | None = None,
              progress: Progress = SILENT, importance_repeats: int = 5, seed: int = 0) -> dict:
@@ -252,12 +264,7 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
         },
     }
     for name, run, version in (("model", model_run, scorer.version), ("rules", rules_run, rules_scorer.version)):
-        p = scores[name]
-        figures = {"version": version, "thresholds": run.pipeline.thresholds.model_dump(),
-                   **ranking_metrics(y[mask], p[mask])}
-        figures.update(top_k(snaps, p, y, mask, capacity))
-        figures.update(warning_figures(run.alerts, found, known, snaps.last_day, healthy))
-        result[name] = figures
+        result[name] = scorer_figures(version, run, scores[name], snaps, y, mask, found, known, capacity, healthy)
     m, r = result["model"]["pr_auc"], result["rules"]["pr_auc"]
     result["pr_auc_ratio"] = m / r if m is not None and r else None
     oracle = onset_oracle(snaps, y, mask, truth, seed=seed) if truth is not None else None

@@ -103,6 +103,41 @@ def test_thresholds_prints_one_row_per_candidate_and_marks_the_one_in_use(setup)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "between 0 and 1" in bad.stderr
 
 
+def test_compare_gives_evaluates_figures_side_by_side_with_paired_intervals(setup):
+    """`models compare` measures both scorers exactly as `models evaluate` does (the same
+    figures, to the last digit), and calls a difference only where its interval leaves out 0.
+    Without a baseline it judges against the promoted model: against itself, nothing differs."""
+    root, env = setup
+    model = json.loads((REPO / "models" / "shipped" / "promoted.json").read_text())["version"]
+    cli(["models", "evaluate", model, *_files(root / "eval"), "--report", str(root / "cmp-eval")], env, timeout=300)
+    evaluated = json.loads((root / "cmp-eval" / "metrics.json").read_text())
+    out = cli(["models", "compare", model, "rules-v1", *_files(root / "eval"), "--report", str(root / "cmp"),
+               "--repeats", "200"], env, timeout=300).stdout
+    compared = json.loads((root / "cmp" / "comparison.json").read_text())
+    for figure in ("pr_auc", "roc_auc", "brier", "warned_14d_share", "false_alarm_share", "lead_days_median",
+                   "precision_at_k", "orange_red_dispute_120d_share"):
+        assert compared["candidate"][figure] == evaluated["model"][figure], figure
+        assert compared["baseline"][figure] == evaluated["rules"][figure], figure
+    assert compared["bootstrap"] == {"unit": "enterprise", "repeats": 200, "seed": 0, "interval": 0.95}
+    for figure, d in compared["differences"].items():
+        assert d["difference"] == pytest.approx(compared["candidate"][figure] - compared["baseline"][figure])
+        low, high = d["interval"]
+        assert low <= high and d["draws"] > 150
+        higher_is_better = figure != "false_alarm_share"
+        expected = None if low <= 0 <= high else ("candidate" if (low > 0) == higher_is_better else "baseline")
+        assert d["better"] == expected, (figure, d)
+        row = next(line for line in out.splitlines() if line.startswith(figure + " "))
+        assert {"candidate": "candidate better", "baseline": "baseline better", None: "no clear difference"}[
+            d["better"]] in row
+
+    itself = cli(["models", "compare", model, *_files(root / "eval"), "--repeats", "100"], env, timeout=300).stdout
+    assert f"{model} (candidate) against {model} (baseline)" in itself
+    rows = [line for line in itself.splitlines() if line.startswith(("pr_auc ", "warned_14d_share", "false_alarm"))]
+    assert len(rows) == 3 and all("[+0.000, +0.000]  no clear difference" in line for line in rows), rows
+    unknown = cli(["models", "compare", "m-0000000000000000", *_files(root / "eval")], env, check=False)
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "not in the registry" in unknown.stderr
+
+
 @pytest.mark.skipif(not (SAMPLES / "truth.json").exists(), reason="needs ../shared/contract/samples")
 def test_shipped_model_ranks_the_contracts_own_world_better_than_the_rules(tmp_path):
     """The contract's sample world comes from another generator than ours (a third of its firms
