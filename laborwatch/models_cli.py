@@ -230,6 +230,10 @@ def compare_models(
         difference = "-" if d["difference"] is None else f"{d['difference']:+.3f}"
         typer.echo(f"{figure:<30} {_short(d['candidate']):>9} {_short(d['baseline']):>9} {difference:>10}  "
                    f"{interval:<17} {verdict}")
+    ratio = result["pr_auc_ratio"]
+    if ratio["value"] is not None:
+        shown = "" if ratio["interval"] is None else f"  [{ratio['interval'][0]:.2f}, {ratio['interval'][1]:.2f}]"
+        typer.echo(f"{'pr_auc_ratio':<30} {ratio['value']:>9.2f}{shown}  (candidate / baseline)")
     for figure in SIDE_BY_SIDE:
         typer.echo(f"{figure:<30} {_short(result['candidate'].get(figure)):>9} "
                    f"{_short(result['baseline'].get(figure)):>9}")

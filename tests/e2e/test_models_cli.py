@@ -119,6 +119,9 @@ def test_compare_gives_evaluates_figures_side_by_side_with_paired_intervals(setu
         assert compared["candidate"][figure] == evaluated["model"][figure], figure
         assert compared["baseline"][figure] == evaluated["rules"][figure], figure
     assert compared["bootstrap"] == {"unit": "enterprise", "repeats": 200, "seed": 0, "interval": 0.95}
+    ratio = compared["pr_auc_ratio"]
+    assert ratio["value"] == pytest.approx(evaluated["pr_auc_ratio"]) and ratio["interval"][0] <= ratio["interval"][1]
+    assert f"pr_auc_ratio {ratio['value']:>27.2f}  [{ratio['interval'][0]:.2f}, {ratio['interval'][1]:.2f}]" in out
     for figure, d in compared["differences"].items():
         assert d["difference"] == pytest.approx(compared["candidate"][figure] - compared["baseline"][figure])
         low, high = d["interval"]

@@ -37,6 +37,7 @@ def test_a_scorer_better_on_every_figure_is_called_better_on_each():
     }
     draws = paired_bootstrap(snaps, y, mask, scores, alerts, disputes, known, repeats=200, seed=0)
     assert len(draws["pr_auc"]) == 200 and np.percentile(draws["pr_auc"], 2.5) > 0.3
+    assert len(draws["pr_auc_ratio"]) == 200 and draws["pr_auc_ratio"].min() > 1.5
     assert set(draws["warned_14d_share"]) == {1.0}
     assert set(draws["false_alarm_share"]) == {-1.0}
 
@@ -48,7 +49,8 @@ def test_the_same_scorer_twice_differs_by_nothing_and_draws_repeat_with_the_seed
     args = (snaps, y, mask, {"candidate": p, "baseline": p.copy()}, {"candidate": same, "baseline": list(same)},
             disputes, known)
     draws = paired_bootstrap(*args, repeats=100, seed=5)
-    assert all(set(values) == {0.0} for values in draws.values())
+    ratios = draws.pop("pr_auc_ratio")
+    assert all(set(values) == {0.0} for values in draws.values()) and set(ratios) == {1.0}
     # with different scorers, the same seed gives the same draws
     other = {"candidate": p, "baseline": np.random.default_rng(3).random(len(y))}
     first = paired_bootstrap(snaps, y, mask, other, args[4], disputes, known, repeats=50, seed=5)
