@@ -22,10 +22,10 @@ import numpy as np
 from alerts.levels import LEVEL_RANK
 from config.files import Configs
 from models.evaluate import (
-    WARNED_DAYS, Capacity, _Prefixed, _read_truth, _scores, _truth_healthy, first_alert_days, scorer_figures,
+    WARNED_DAYS, Capacity, _read_truth, _truth_healthy, first_alert_days, replay_both, scorer_figures,
 )
 from models.scoring import Scorer
-from models.snapshots import SILENT, Progress, Snapshots, read_disputes, replay_with_snapshots
+from models.snapshots import SILENT, Progress, Snapshots
 
 # figure -> True when higher is better
 BOOTSTRAPPED = {"pr_auc": True, "warned_14d_share": True, "false_alarm_share": False}
@@ -47,17 +47,12 @@ def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Pat
     """The figures of both scorers and, for ``BOOTSTRAPPED``, the paired difference with its
     95% interval and which scorer it favours (None: the interval holds 0)."""
     horizon = horizon_days or _horizon(candidate, baseline)
-    found = read_disputes(disputes)
-    snaps, candidate_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=candidate,
-                                                 progress=_Prefixed(progress, candidate.version))
-    _, baseline_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=baseline,
-                                            as_of_dates=[], progress=_Prefixed(progress, baseline.version))
-    y, mask = snaps.labels(found, horizon)
-    known = set(candidate_run.records)
+    both = replay_both(candidate, baseline, enterprises, signals, disputes, configs, horizon, progress)
+    found, snaps, y, mask = both.found, both.snaps, both.y, both.mask
+    runs = dict(zip(("candidate", "baseline"), both.runs))
+    scores = dict(zip(("candidate", "baseline"), both.scores))
+    known = set(runs["candidate"].records)
     healthy = _truth_healthy(_read_truth(disputes))
-    runs = {"candidate": candidate_run, "baseline": baseline_run}
-    scores = {name: _scores(scorer, snaps, progress, scorer.version)
-              for name, scorer in (("candidate", candidate), ("baseline", baseline))}
     result: dict = {
         "horizon_days": horizon,
         "data": {"enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),

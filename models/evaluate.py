@@ -32,6 +32,7 @@ import html
 import io
 import json
 import statistics
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Literal, Sequence
@@ -222,6 +223,29 @@ def onset_oracle(snaps: Snapshots, y: np.ndarray, mask: np.ndarray, truth: dict[
     return {"pr_auc": statistics.fmean(ap), "positives_after_onset_share": float(visible.sum() / yt.sum())}
 
 
+@dataclass
+class Replayed:
+    """Two scorers through the pipeline over the same files."""
+    found: dict[str, list[int]]  # the disputes
+    snaps: Snapshots  # the weekly snapshots (features do not depend on the scorer)
+    runs: tuple  # each scorer's streams.backtest.Replay: its alerts
+    y: np.ndarray
+    mask: np.ndarray
+    scores: tuple[np.ndarray, np.ndarray]  # each scorer's scores of the snapshots
+
+
+def replay_both(first: Scorer, second: Scorer, enterprises: Path, signals: Path, disputes: Path,
+                configs: Configs, horizon: int, progress: Progress) -> Replayed:
+    found = read_disputes(disputes)
+    snaps, first_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=first,
+                                             progress=_Prefixed(progress, first.version))
+    _, second_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=second,
+                                          as_of_dates=[], progress=_Prefixed(progress, second.version))
+    y, mask = snaps.labels(found, horizon)
+    return Replayed(found, snaps, (first_run, second_run), y, mask,
+                    (_scores(first, snaps, progress, first.version), _scores(second, snaps, progress, second.version)))
+
+
 def scorer_figures(version: str, run, scores: np.ndarray, snaps: Snapshots, y: np.ndarray, mask: np.ndarray,
                    found: dict[str, list[int]], known: set[str], capacity: Capacity,
                    healthy: set[str] | None) -> dict:
@@ -239,14 +263,10 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
              progress: Progress = SILENT, importance_repeats: int = 5, seed: int = 0) -> dict:
     """Write ``report_dir/metrics.json`` and ``report_dir/report.html``; return the metrics."""
     horizon = horizon_days or getattr(getattr(scorer, "card", None), "horizon_days", None) or 60
-    found = read_disputes(disputes)
-    snaps, model_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=scorer,
-                                             progress=_Prefixed(progress, scorer.version))
-    _, rules_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=rules_scorer,
-                                         as_of_dates=[], progress=_Prefixed(progress, rules_scorer.version))
-    y, mask = snaps.labels(found, horizon)
-    scores = {"model": _scores(scorer, snaps, progress, scorer.version),
-              "rules": _scores(rules_scorer, snaps, progress, rules_scorer.version)}
+    both = replay_both(scorer, rules_scorer, enterprises, signals, disputes, configs, horizon, progress)
+    found, snaps, y, mask = both.found, both.snaps, both.y, both.mask
+    model_run, rules_run = both.runs
+    scores = dict(zip(("model", "rules"), both.scores))
     known = set(model_run.records)  # enterprises with any accepted signal
     truth = _read_truth(disputes)
     healthy = _truth_healthy(truth)
