@@ -211,6 +211,11 @@ def compare_models(
         scorers = [scorer_for(settings.resolved_model_dir, configs, version) for version in (candidate, baseline)]
     except ModelLoadError as exc:
         raise CliError(str(exc)) from None
+    if report is not None:  # before minutes of work, not after
+        try:
+            report.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"{report}: cannot create ({exc.strerror})") from None
     try:
         with rich_progress() as progress:
             result = compare(*scorers, enterprises, signals, disputes, configs, evaluation.capacity_per_week,
@@ -239,7 +244,6 @@ def compare_models(
                    f"{_short(result['baseline'].get(figure)):>9}")
     if report is not None:
         try:
-            report.mkdir(parents=True, exist_ok=True)
             (report / "comparison.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         except OSError as exc:
             raise CliError(f"{report}: cannot write ({exc.strerror})") from None

@@ -139,6 +139,11 @@ def test_compare_gives_evaluates_figures_side_by_side_with_paired_intervals(setu
     assert len(rows) == 3 and all("[+0.000, +0.000]  no clear difference" in line for line in rows), rows
     unknown = cli(["models", "compare", "m-0000000000000000", *_files(root / "eval")], env, check=False)
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "not in the registry" in unknown.stderr
+    (root / "a-file").write_text("")
+    unwritable = cli(["models", "compare", model, "rules-v1", *_files(root / "eval"), "--report",
+                      str(root / "a-file" / "cmp")], env, check=False)
+    assert unwritable.returncode == 1 and unwritable.stderr.count("\n") == 1 and "cannot create" in unwritable.stderr
+    assert "paired draws" not in unwritable.stdout  # refused before the work, not after
 
 
 @pytest.mark.skipif(not (SAMPLES / "truth.json").exists(), reason="needs ../shared/contract/samples")
