@@ -30,6 +30,9 @@ def test_bench_runs_and_reports(tmp_path):
     assert full["accepted"] + full["rejected"] == 3000 and full["accepted"] > 2900
     assert bare["per_second"] > 0 and full["per_second"] > 0
     assert figures["ratio_full_over_bare"] == pytest.approx(full["per_second"] / bare["per_second"])
+    after = figures["bare_after"]
+    assert after["n"] == 3000 and after["topic"] != bare["topic"]
+    assert figures["ratio_full_over_bare_after"] == pytest.approx(full["per_second"] / after["per_second"])
     # The alerts the backtest predicted were all stored by the live worker, and timed.
     assert full["latency_backlog"]["n"] == full["alerts_backlog"]
     assert set(full["stages_us_per_signal"]) == {"pipeline", "publish", "store", "checkpoint"}
