@@ -107,17 +107,15 @@ def paired_bootstrap(snaps: Snapshots, y: np.ndarray, mask: np.ndarray, scores: 
 
     first_dispute = {e: days[0] for e, days in disputes.items() if e in index and days}
     disputed = np.zeros(n, bool)
+    disputed[[index[e] for e in first_dispute]] = True
     calm = np.ones(n, bool)
-    for e in disputes:
-        if e in index:
-            calm[index[e]] = False
+    calm[[index[e] for e in disputes if e in index]] = False
     warned = {}
     yellow_calm = {}
     for name in ("candidate", "baseline"):
         yellow = first_alert_days(alerts[name], LEVEL_RANK["yellow"])
         w = np.zeros(n, bool)
         for e, day in first_dispute.items():
-            disputed[index[e]] = True
             alert = yellow.get(e)
             w[index[e]] = alert is not None and day - alert >= WARNED_DAYS
         warned[name] = w
