@@ -12,6 +12,16 @@ from typing import Optional
 
 import typer
 
+def _folder(path: Path) -> None:
+    """The report folder, made before minutes of work rather than found unwritable after them."""
+    from laborwatch.cli import CliError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot create ({exc.strerror})") from None
+
+
 def _inputs(enterprises: Path, signals: Path, disputes: Path) -> None:
     from laborwatch.cli import _readable
 
@@ -159,10 +169,7 @@ def evaluate_model(
         scorer = scorer_for(settings.resolved_model_dir, configs, version)
     except ModelLoadError as exc:
         raise CliError(str(exc)) from None
-    try:
-        report.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"{report}: cannot create ({exc.strerror})") from None
+    _folder(report)
     try:
         with rich_progress() as progress:
             result = evaluate(scorer, RulesScorer(configs.rules), enterprises, signals, disputes, report, configs,
@@ -211,11 +218,8 @@ def compare_models(
         scorers = [scorer_for(settings.resolved_model_dir, configs, version) for version in (candidate, baseline)]
     except ModelLoadError as exc:
         raise CliError(str(exc)) from None
-    if report is not None:  # before minutes of work, not after
-        try:
-            report.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CliError(f"{report}: cannot create ({exc.strerror})") from None
+    if report is not None:
+        _folder(report)
     try:
         with rich_progress() as progress:
             result = compare(*scorers, enterprises, signals, disputes, configs, evaluation.capacity_per_week,
