@@ -332,7 +332,8 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         # long (it fights the loop and Faust's consumer thread for the GIL) and cost the agent
         # about 40 us a signal in `make bench`, on SQLite and on PostgreSQL alike. An outage
         # raises at once (refused, or the connect timeout of alerts.store.db) and _guarded waits
-        # it out asleep, so the loop never sits in a dead store.
+        # it out asleep, so the loop never sits in a dead store; while a write waits, the group's
+        # heartbeats go on from Faust's consumer thread (the drivers release the GIL meanwhile).
         repo.record_batch(runtime.db, outcome.accepted, outcome.dead_letters, raw)
         started = _lap(stage_seconds["store"], started)
         runtime.metrics.count_outcome(outcome)
