@@ -187,4 +187,5 @@ def test_a_postgresql_server_that_never_answers_is_given_up_on(silent_server, mo
     started = time.monotonic()
     with pytest.raises(StoreError, match="cannot reach the database"):
         Database(url)
-    assert 1.5 < time.monotonic() - started < 10
+    # it waited on the silent server (older libpq counts whole seconds: a 2 s timeout may end after 1)
+    assert 0.9 < time.monotonic() - started < 10
