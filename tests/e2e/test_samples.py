@@ -12,7 +12,8 @@ from sqlalchemy import select
 from alerts.store.db import Database
 from alerts.store.models import AlertChange, SignalRecord
 from streams.ingest import split_lines
-from tests.support import SAMPLES, RunningPipeline, base_env, cli, jsonl, wait_for_verdicts, wait_until
+from tests.support import (SAMPLES, RunningPipeline, backtest_samples, base_env, cli, jsonl, stored_alert_changes,
+                           wait_for_verdicts, wait_until)
 
 pytestmark = pytest.mark.broker
 
@@ -38,22 +39,13 @@ def samples_run(module_database_url, tmp_path_factory, shared_dir):
         # verdict for every line does not mean every alert is stored yet: wait for as many
         # alert revisions as `laborwatch backtest` raises on the same input (the parity test
         # below compares them one by one).
-        out = tmp_path_factory.mktemp("backtest") / "backtest.jsonl"
-        cli(["backtest", "--enterprises", str(SAMPLES / "enterprises.csv"),
-             "--signals", str(SAMPLES / "signals.jsonl"), "--out", str(out)], env)
-        backtest = jsonl(out.read_text())
-        wait_until(lambda: _stored_revisions(db) >= len(backtest), timeout=60, what="the alert store to catch up")
+        backtest = backtest_samples(tmp_path_factory.mktemp("backtest"), env)
+        wait_until(lambda: len(stored_alert_changes(db)) >= len(backtest), timeout=60,
+                   what="the alert store to catch up")
         yield run, db, env, backtest
         db.dispose()
     finally:
         assert run.stop() == 0, run.output()[-3000:]
-
-
-def _stored_revisions(db) -> int:
-    from sqlalchemy import func
-
-    with db.session() as session:
-        return session.execute(select(func.count()).select_from(AlertChange)).scalar_one()
 
 
 def test_samples_match_expected_line_for_line(samples_run):
