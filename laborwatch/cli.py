@@ -273,6 +273,10 @@ def simulate(
     water_weekly: float = typer.Option(
         0.5, min=0.0, max=1.0, help="Share of water meters read once a week (Mondays, the week's "
         "consumption) instead of daily; the contract's sample world reads every water meter weekly."),
+    background_complaints: float = typer.Option(
+        0.1, min=0.0, max=12.0, help="Individual complaints a year at a 50-worker firm not in trouble (more at "
+        "bigger ones). The contract's sample world has none at firms that never reach a dispute; raise it to "
+        "test a model against noisier hotlines."),
 ) -> None:
     """Write a simulated world in the contract's formats."""
     from models.simulate import simulate_world
@@ -286,7 +290,8 @@ def simulate(
     except OSError as exc:
         raise CliError(f"{outdir}: cannot create ({exc.strerror})") from None
     summary = simulate_world(outdir, firms=firms, months=months, seed=seed, start=first_day, trouble_rate=trouble_rate,
-                             payroll_coverage=payroll_coverage, water_weekly=water_weekly)
+                             payroll_coverage=payroll_coverage, water_weekly=water_weekly,
+                             background_complaints=background_complaints)
     typer.echo(f"wrote {summary.firms} enterprises, {summary.signals} signals, {summary.disputes} disputes to {outdir}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import random
 import statistics
 from collections import Counter, defaultdict
@@ -424,6 +425,30 @@ def test_healthy_firms_are_not_spotless(tmp_path):
     complaints = [s for s in sigs if s["source"] == "hotline-12345"
                   and truth[s["enterprise_id"]]["scenario"] == "healthy"]
     assert complaints and max(s["workers_involved"] for s in complaints) < 10
+
+
+def test_background_complaints_at_firms_not_in_trouble(tmp_path):
+    """Firms that are never in trouble complain at ``background_complaints`` a year (for 50
+    workers, growing with the square root of the workforce); at 0 their hotline is silent, as at
+    every firm of the contract's sample world that never reaches a dispute."""
+    def complaints(out):
+        ents, sigs, _, truth = _read(out)
+        healthy = {e for e, t in truth.items() if t["scenario"] == "healthy"}
+        heads = {row["enterprise_id"]: int(row["headcount"]) for row in ents}
+        found = [s for s in sigs if s["type"] == "inspection" and s["enterprise_id"] in healthy
+                 and s["kind"] in ("complaint", "hotline", "petition")]
+        return found, healthy, heads
+
+    for name, rate in (("silent", 0.0), ("noisy", 2.0)):
+        simulate_world(tmp_path / name, firms=120, months=12, seed=5, noise=False, background_complaints=rate)
+    silent, _, _ = complaints(tmp_path / "silent")
+    assert silent == []
+    noisy, healthy, heads = complaints(tmp_path / "noisy")
+    expected = sum(min(max(2.0 * math.sqrt(heads[e] / 50), 0.4), 15.0) for e in healthy)
+    assert 0.6 * expected <= len(noisy) <= 1.4 * expected
+    assert all(s["workers_involved"] < 10 for s in noisy)
+    with pytest.raises(ValueError, match="background_complaints"):
+        build_world(firms=5, background_complaints=-1)
 
 
 def test_dispute_seasonality_and_sizes():
