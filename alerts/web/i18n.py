@@ -172,6 +172,7 @@ FEATURE_TEXT_ZH: dict[str, str] = {
     "wage_days_overdue_max": "工资超过法定发薪日{value:.0f}天未发",
     "wage_arrears_months": "拖欠{value:.0f}个工资周期",
     "wage_unpaid_share_past_grace": f"上一工资周期{{pct:.0f}}%的工资超过{GRACE_DAYS}天宽限期仍未发放",
+    "wage_unpaid_share_after_pay_day": "上一工资周期发薪日后仍有{pct:.0f}%的工资未发放",
     "wage_arrears_per_worker": "人均欠薪约{value:,.0f}元",
     "wage_days_late_max_180d": "近180天工资最多迟发{value:.0f}天",
     "wage_late_count_180d": "近180天工资迟发{value:.0f}次",

@@ -268,6 +268,20 @@ def test_partly_paid_past_the_grace_gives_the_unpaid_share():
     assert f["social_insurance_unpaid_share_past_grace"] == pytest.approx(0.75)
 
 
+def test_the_share_unpaid_after_the_pay_day_shows_within_the_grace():
+    """A token payment on the pay day shows the day after, not only once the grace has passed;
+    it reads the newest period past its pay day and falls to 0 when the rest is paid."""
+    state = feed(wage("2025-01", paid=11_000.0, observed=ts("2025-02-07")))
+    assert features(state, as_of_day=day("2025-02-07"))["wage_unpaid_share_after_pay_day"] == 0.0  # the pay day
+    f = features(state, as_of_day=day("2025-02-08"))
+    assert f["wage_unpaid_share_after_pay_day"] == pytest.approx(0.89)
+    assert f["wage_unpaid_share_past_grace"] == 0.0
+    feed(wage("2025-02", paid=60_000.0, observed=ts("2025-03-07")), state=state)
+    assert features(state, as_of_day=day("2025-03-08"))["wage_unpaid_share_after_pay_day"] == pytest.approx(0.4)
+    feed(wage("2025-02", paid_date="2025-03-10"), state=state)
+    assert features(state, as_of_day=day("2025-03-11"))["wage_unpaid_share_after_pay_day"] == 0.0
+
+
 def test_paid_on_grace_day_three_is_never_unpaid():
     state = feed(wage("2025-01", observed=ts("2025-02-07"), si_due=20_000.0, si_paid=0.0))
     before = features(state, as_of_day=day("2025-02-10"))
