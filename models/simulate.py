@@ -958,9 +958,9 @@ class World:
                 fnd = [str(rng.choice(["wage_arrears", "late_wages", "no_contract",
                                        "excessive_overtime", "social_insurance_arrears", "other"],
                                       p=[0.35, 0.15, 0.15, 0.15, 0.12, 0.08]))]
-                # one worker's own case, now and then two colleagues' (a group from trouble
-                # is 2 to 6 in the contract's sample world)
-                wk = 1 + int(rng.random() < 0.1)
+                # one worker's own case: a group, even of two, is trouble (2 to 6 workers
+                # in the contract's sample world, and none at its firms without a dispute)
+                wk = 1
                 rec = self._insp(str(rng.choice(["complaint", "hotline", "petition"],
                                                 p=[0.45, 0.4, 0.15])), fnd, wk)
                 if fnd[0] == "wage_arrears":
@@ -1032,8 +1032,8 @@ class World:
             return fnd, int(rng.integers(2, 7))
         if ep.scenario == "construction_arrears":
             return ["wage_arrears"], 2 + int(rng.poisson(2 + 8 * sev))
-        # a firm that recovers hears from a worker or two, not from a group
-        return ["late_wages" if rng.random() < 0.6 else "wage_arrears"], 1 + int(rng.random() < 0.3)
+        # a firm that recovers hears from single workers, not from a group
+        return ["late_wages" if rng.random() < 0.6 else "wage_arrears"], 1
 
     # ---------------------------------------------------------------- utilities
     def _utilities(self, f: Firm, k: int, d0: int, d1: int, emit) -> None:
