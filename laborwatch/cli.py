@@ -80,6 +80,15 @@ def _readable(path: Path) -> Path:
     return path
 
 
+def _folder(path: Path) -> Path:
+    """An output folder, made before minutes of work rather than found unwritable after them."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot create ({exc.strerror})") from None
+    return path
+
+
 def _bootstrap(settings) -> str:
     from streams.broker import discover_broker
 
@@ -285,10 +294,7 @@ def simulate(
         first_day = date.fromisoformat(start)
     except ValueError:
         raise CliError(f"--start: {start!r} is not a date of the form YYYY-MM-DD") from None
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"{outdir}: cannot create ({exc.strerror})") from None
+    _folder(outdir)
     summary = simulate_world(outdir, firms=firms, months=months, seed=seed, start=first_day, trouble_rate=trouble_rate,
                              payroll_coverage=payroll_coverage, water_weekly=water_weekly,
                              background_complaints=background_complaints)

@@ -12,15 +12,6 @@ from typing import Optional
 
 import typer
 
-def _folder(path: Path) -> None:
-    """The report folder, made before minutes of work rather than found unwritable after them."""
-    from laborwatch.cli import CliError
-
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"{path}: cannot create ({exc.strerror})") from None
-
 
 def _inputs(enterprises: Path, signals: Path, disputes: Path) -> None:
     from laborwatch.cli import _readable
@@ -155,7 +146,7 @@ def evaluate_model(
     report: Path = typer.Option(..., "--report", help="Folder for metrics.json and report.html."),
 ) -> None:
     """Evaluate VERSION against the rules on these files; write REPORT/metrics.json and REPORT/report.html."""
-    from laborwatch.cli import CliError, _configs, _settings
+    from laborwatch.cli import CliError, _configs, _folder, _settings
     from models.evaluate import evaluate, load_evaluation_config
     from models.registry import ModelLoadError, scorer_for
     from models.scoring import RulesScorer
@@ -200,7 +191,7 @@ def compare_models(
     intervals over enterprises for PR-AUC, the 14-day warning share and the false alarms; a
     difference is called only when its 95% interval leaves out 0. Compare on a world neither
     model was trained or tuned on."""
-    from laborwatch.cli import CliError, _configs, _settings
+    from laborwatch.cli import CliError, _configs, _folder, _settings
     from models.compare import SIDE_BY_SIDE, compare
     from models.evaluate import load_evaluation_config
     from models.registry import ModelLoadError, ModelRegistry, scorer_for

@@ -22,7 +22,8 @@ import numpy as np
 from alerts.levels import LEVEL_RANK
 from config.files import Configs
 from models.evaluate import (
-    WARNED_DAYS, Capacity, _read_truth, _truth_healthy, first_alert_days, replay_both, scorer_figures,
+    WARNED_DAYS, Capacity, _read_truth, _truth_healthy, first_alert_days, horizon_of, replay_both,
+    scorer_figures,
 )
 from models.scoring import Scorer
 from models.snapshots import SILENT, Progress, Snapshots
@@ -33,20 +34,12 @@ SIDE_BY_SIDE = ("roc_auc", "brier", "precision_at_k", "recall_at_k", "lead_days_
                 "orange_red_dispute_120d_share", "shutdown_orange_red_no_dispute")
 
 
-def _horizon(*scorers: Scorer) -> int:
-    for scorer in scorers:
-        days = getattr(getattr(scorer, "card", None), "horizon_days", None)
-        if days:
-            return int(days)
-    return 60
-
-
 def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Path, disputes: Path,
             configs: Configs, capacity: Capacity, *, horizon_days: int | None = None,
             progress: Progress = SILENT, repeats: int = 1000, seed: int = 0) -> dict:
     """The figures of both scorers and, for ``BOOTSTRAPPED``, the paired difference with its
     95% interval and which scorer it favours (None: the interval holds 0)."""
-    horizon = horizon_days or _horizon(candidate, baseline)
+    horizon = horizon_days or horizon_of(candidate, baseline)
     both = replay_both(candidate, baseline, enterprises, signals, disputes, configs, horizon, progress)
     found, snaps, y, mask = both.found, both.snaps, both.y, both.mask
     runs = dict(zip(("candidate", "baseline"), both.runs))

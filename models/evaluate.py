@@ -258,11 +258,20 @@ def scorer_figures(version: str, run, scores: np.ndarray, snaps: Snapshots, y: n
     return figures
 
 
+def horizon_of(*scorers: Scorer) -> int:
+    """The dispute horizon of the first scorer whose card has one (the rules have none): 60."""
+    for scorer in scorers:
+        days = getattr(getattr(scorer, "card", None), "horizon_days", None)
+        if days:
+            return int(days)
+    return 60
+
+
 def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: Path, disputes: Path,
              report_dir: Path, configs: Configs, capacity: Capacity, *, horizon_days: int | None = None,
              progress: Progress = SILENT, importance_repeats: int = 5, seed: int = 0) -> dict:
     """Write ``report_dir/metrics.json`` and ``report_dir/report.html``; return the metrics."""
-    horizon = horizon_days or getattr(getattr(scorer, "card", None), "horizon_days", None) or 60
+    horizon = horizon_days or horizon_of(scorer)
     both = replay_both(scorer, rules_scorer, enterprises, signals, disputes, configs, horizon, progress)
     found, snaps, y, mask = both.found, both.snaps, both.y, both.mask
     model_run, rules_run = both.runs
