@@ -66,7 +66,7 @@ class LevelsConfig(_Strict):
     # "config" always takes ``thresholds``. Orange and red always come from ``thresholds``.
     yellow_from: Literal["model", "config"] = "model"
     # The share of enterprises with no dispute that yellow may send to a visit in a year.
-    workload_budget: Probability = 0.10
+    workload_budget: Probability = 0.15
 
     def thresholds_for(self, recommended: dict | None) -> Thresholds:
         """The thresholds a scorer's alerts are levelled by: the configured ones, with blue and

@@ -37,7 +37,7 @@ def train_model(
     from models.features import CONTEXT_FEATURES, FEATURE_NAMES
     from models.registry import ModelRegistry
     from models.snapshots import read_disputes, replay_with_snapshots, rich_progress
-    from models.train import data_hash, recommend_levels, train
+    from models.train import cross_fitted_scores, data_hash, recommend_levels, train
 
     settings = _settings()
     configs = _configs(settings)
@@ -54,12 +54,13 @@ def train_model(
             if feedback is not None:
                 _report_feedback_rows(snapshots, y, mask, dispute_days, horizon_days)
             result = train(snapshots, y, mask, horizon_days=horizon_days, seed=seed, progress=progress)
+            unseen, fallback = cross_fitted_scores(snapshots, y, mask, result, recorder.matrix(),
+                                                   recorder.enterprise_ids(), progress=progress)
             advance = progress.step("choosing yellow by the workload budget", 1)
             levels = recommend_levels(
-                result.estimator.predict_proba(recorder.matrix())[:, 1], recorder.enterprise_ids(), recorder.days(),
+                unseen, recorder.enterprise_ids(), recorder.days(),
                 labels_from if isinstance(labels_from, dict) else read_disputes(labels_from),
-                window_start=date.fromisoformat(result.folds["calibration"][0]).toordinal(),
-                last_day=snapshots.last_day, budget=configs.levels.workload_budget,
+                first_day=snapshots.first_day, last_day=snapshots.last_day, budget=configs.levels.workload_budget,
             )
             advance(1)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -90,13 +91,17 @@ def train_model(
         shown = ", ".join(f"{k} {figures[k]:.3f}" for k in ("pr_auc", "roc_auc", "brier") if figures.get(k) is not None)
         typer.echo(f"{name} fold {result.folds.get('calibration' if name == 'selection' else name)}: "
                    f"{figures['positives']} of {figures['rows']} rows positive; {shown}", err=True)
+    if fallback:
+        typer.echo(f"levels: {fallback} of the enterprise groups had no dispute to learn from without them; "
+                   "their enterprises' rows were scored by the final model", err=True)
     if levels:
-        typer.echo(f"levels: yellow {levels['yellow']:g}, blue {levels['blue']:g}: "
-                   f"{levels['no_dispute_yellow_share_per_year']:.0%} a year of the {levels['no_dispute_enterprises']} "
-                   f"enterprises with no dispute reach yellow from {levels['window'][0]} "
+        typer.echo(f"levels: yellow {levels['yellow']:g}, blue {levels['blue']:g}: in its worst year "
+                   f"({levels['worst_year'][0]} to {levels['worst_year'][1]}, of {levels['years']} from "
+                   f"{levels['window'][0]}), {levels['no_dispute_yellow_share_per_year']:.0%} of the "
+                   f"{levels['no_dispute_enterprises']} enterprises with no dispute reach yellow "
                    f"(budget {levels['workload_budget']:.0%}{'' if levels['budget_met'] else ', not met'})", err=True)
     else:
-        typer.echo("levels: too few enterprises without a dispute after the training fold to choose yellow; "
+        typer.echo("levels: too few enterprises without a dispute in a year to choose yellow; "
                    "config/levels.yaml's thresholds apply", err=True)
     typer.echo(f"chose {result.model_class} {result.params} from {len(result.candidates)} candidates; "
                f"registered in {settings.resolved_model_dir}", err=True)

@@ -50,12 +50,14 @@ class ModelCard:
 
 
 def content_version(model_class: str, params: dict, feature_names: list[str], data_window: list[str],
-                    data_hash: str, seed: int) -> str:
-    identity = json.dumps(
-        {"class": model_class, "params": params, "features": feature_names, "window": data_window,
-         "data": data_hash, "seed": seed},
-        sort_keys=True, default=str,
-    )
+                    data_hash: str, seed: int, levels: dict | None = None) -> str:
+    """The version: a hash of what makes the model, and of the blue and yellow its card brings
+    (they decide its alerts as much as the estimator does)."""
+    identity = {"class": model_class, "params": params, "features": feature_names, "window": data_window,
+                "data": data_hash, "seed": seed}
+    if levels:
+        identity["levels"] = {k: levels.get(k) for k in ("blue", "yellow")}
+    identity = json.dumps(identity, sort_keys=True, default=str)
     return "m-" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
@@ -71,7 +73,7 @@ class ModelRegistry:
                  levels: dict | None = None) -> ModelCard:
         import skops.io as sio
 
-        version = content_version(model_class, params, feature_names, data_window, data_hash, seed)
+        version = content_version(model_class, params, feature_names, data_window, data_hash, seed, levels)
         card = ModelCard(
             version=version, model_class=model_class, params=params, feature_names=list(feature_names),
             horizon_days=horizon_days, data_window=list(data_window), data_hash=data_hash, seed=seed,

@@ -44,10 +44,12 @@ def test_train_then_evaluate(setup):
     assert card["horizon_days"] == 60 and card["seed"] == 1 and card["calibration"] in ("isotonic", "sigmoid")
     assert card["model_class"] in ("LogisticRegression", "HistGradientBoostingClassifier")
     assert card["data_window"][0] < card["data_window"][1]
-    # Blue and yellow chosen on the data after the training fold, by the workload budget.
+    # Blue and yellow chosen on the whole history, scored by models that never saw each
+    # enterprise, by the workload budget in its worst year.
     levels = card["levels"]
     assert levels["yellow"] in YELLOW_GRID and levels["blue"] < levels["yellow"] < 0.6
-    assert levels["no_dispute_enterprises"] >= 30 and levels["window"][0] == card["metrics"]["folds"]["calibration"][0]
+    assert levels["no_dispute_enterprises"] >= 30 and levels["years"] >= 1
+    assert levels["window"][0] <= card["data_window"][0] and levels["window"][0] <= levels["worst_year"][0]
     assert levels["budget_met"] == (levels["no_dispute_yellow_share_per_year"] <= levels["workload_budget"])
     assert "levels: yellow" in trained.stderr
     listed = [line for line in cli(["models", "list"], env).stdout.splitlines() if version in line]
