@@ -19,12 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alerts.levels import LEVEL_RANK
 from config.files import Configs
-from models.evaluate import (
-    WARNED_DAYS, Capacity, _read_truth, _truth_healthy, first_alert_days, horizon_of, replay_both,
-    scorer_figures,
-)
+from models.evaluate import Capacity, _read_truth, _truth_healthy, horizon_of, replay_both, scorer_figures, warnings_by_enterprise
 from models.scoring import Scorer
 from models.snapshots import SILENT, Progress, Snapshots
 
@@ -98,21 +94,11 @@ def paired_bootstrap(snaps: Snapshots, y: np.ndarray, mask: np.ndarray, scores: 
     row_ent, yt = row_ent[inside], y[mask][inside]
     pa, pb = scores["candidate"][mask][inside], scores["baseline"][mask][inside]
 
-    first_dispute = {e: days[0] for e, days in disputes.items() if e in index and days}
-    disputed = np.zeros(n, bool)
-    disputed[[index[e] for e in first_dispute]] = True
-    calm = np.ones(n, bool)
-    calm[[index[e] for e in disputes if e in index]] = False
-    warned = {}
-    yellow_calm = {}
-    for name in ("candidate", "baseline"):
-        yellow = first_alert_days(alerts[name], LEVEL_RANK["yellow"])
-        w = np.zeros(n, bool)
-        for e, day in first_dispute.items():
-            alert = yellow.get(e)
-            w[index[e]] = alert is not None and day - alert >= WARNED_DAYS
-        warned[name] = w
-        yellow_calm[name] = np.array([e in yellow for e in ents], bool) & calm
+    per = {name: warnings_by_enterprise(alerts[name], disputes, known) for name in ("candidate", "baseline")}
+    disputed = np.array([e in per["candidate"].leads for e in ents], bool)
+    calm = np.array([e in per["candidate"].calm for e in ents], bool)
+    warned = {name: np.array([e in p.warned_14d for e in ents], bool) for name, p in per.items()}
+    yellow_calm = {name: np.array([e in p.alarmed for e in ents], bool) for name, p in per.items()}
 
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {figure: [] for figure in (*BOOTSTRAPPED, "pr_auc_ratio")}

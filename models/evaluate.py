@@ -119,20 +119,40 @@ def top_k(snaps: Snapshots, scores: np.ndarray, y: np.ndarray, mask: np.ndarray,
     }
 
 
-def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
-                    last_day: int, healthy: set[str] | None = None) -> dict:
-    yellow = first_alert_days(alerts, LEVEL_RANK["yellow"])
-    orange = first_alert_days(alerts, LEVEL_RANK["orange"])
-    first_dispute = {eid: days[0] for eid, days in disputes.items() if eid in enterprises and days}
+@dataclass
+class Warnings:
+    """Per enterprise: how its first dispute was warned, and whether a calm one was alarmed."""
+    leads: dict[str, int | None]  # enterprise with a dispute -> days from its first yellow+ alert to
+    #                               its first dispute (None: no yellow+ by that day), sorted by id
+    calm: set[str]  # the enterprises with no dispute
+    alarmed: set[str]  # the calm ones that reached yellow or higher
 
+    @property
+    def warned_14d(self) -> set[str]:
+        return {eid for eid, lead in self.leads.items() if lead is not None and lead >= WARNED_DAYS}
+
+
+def warnings_by_enterprise(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str]) -> Warnings:
+    """The warned and false-alarm figures per enterprise (``warning_figures`` totals them, the
+    paired bootstrap of ``models.compare`` redraws them)."""
+    yellow = first_alert_days(alerts, LEVEL_RANK["yellow"])
+    first_dispute = {eid: days[0] for eid, days in disputes.items() if eid in enterprises and days}
     leads: dict[str, int | None] = {}
     for eid, day in sorted(first_dispute.items()):
         alert = yellow.get(eid)
         leads[eid] = day - alert if alert is not None and alert <= day else None
+    calm = enterprises - set(disputes)
+    return Warnings(leads, calm, calm & set(yellow))
+
+
+def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
+                    last_day: int, healthy: set[str] | None = None) -> dict:
+    orange = first_alert_days(alerts, LEVEL_RANK["orange"])
+    per = warnings_by_enterprise(alerts, disputes, enterprises)
+    leads, calm = per.leads, per.calm
     warned = [lead for lead in leads.values() if lead is not None]
     n = len(leads)
 
-    calm = enterprises - set(disputes)
     orange_known = {}
     for eid, day in orange.items():
         near = any(abs(d - day) <= ORANGE_WINDOW_DAYS for d in disputes.get(eid, ()))
@@ -149,9 +169,9 @@ def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], ente
         "lead_days_median": statistics.median(warned) if warned else None,
         "lead_days_median_all": statistics.median([lead or 0 for lead in leads.values()]) if n else None,
         "warned_share": len(warned) / n if n else None,
-        "warned_14d_share": sum(lead >= WARNED_DAYS for lead in warned) / n if n else None,
+        "warned_14d_share": len(per.warned_14d) / n if n else None,
         "no_dispute_enterprises": len(calm),
-        "false_alarm_share": len(calm & set(yellow)) / len(calm) if calm else None,
+        "false_alarm_share": len(per.alarmed) / len(calm) if calm else None,
         "orange_red_enterprises": len(orange),
         "orange_red_outcome_known": len(orange_known),
         "orange_red_dispute_120d_share": (sum(orange_known.values()) / len(orange_known)) if orange_known else None,
@@ -162,6 +182,7 @@ def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], ente
     if healthy is not None:
         healthy = healthy & enterprises
         out["healthy_enterprises"] = len(healthy)
+        yellow = first_alert_days(alerts, LEVEL_RANK["yellow"])
         out["healthy_false_alarm_share"] = len(healthy & set(yellow)) / len(healthy) if healthy else None
         out["healthy_orange_red"] = len(healthy & set(orange))
         out["healthy_shutdown_orange_red"] = sum(a["enterprise_id"] in healthy for a in shutdown)
