@@ -32,6 +32,8 @@ def train_model(
         "join the disputes as positive labels. Only visited enterprises get them (selection bias)."),
 ) -> None:
     """Train, calibrate and register a model on point-in-time weekly snapshots; print its version last."""
+    import numpy as np
+
     from laborwatch.cli import CliError, _configs, _settings
     from models.drift import reference_bins
     from models.features import CONTEXT_FEATURES, FEATURE_NAMES
@@ -57,10 +59,12 @@ def train_model(
             unseen, fallback = cross_fitted_scores(snapshots, y, mask, result, recorder.matrix(),
                                                    recorder.enterprise_ids(), progress=progress)
             advance = progress.step("choosing yellow by the workload budget", 1)
+            own = result.estimator.predict_proba(recorder.matrix())[:, 1]
             levels = recommend_levels(
-                unseen, recorder.enterprise_ids(), recorder.days(),
+                np.column_stack([unseen, own]), recorder.enterprise_ids(), recorder.days(),
                 labels_from if isinstance(labels_from, dict) else read_disputes(labels_from),
                 first_day=snapshots.first_day, last_day=snapshots.last_day, budget=configs.levels.workload_budget,
+                estimates=("cross-fitted models", "final model"),
             )
             advance(1)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -98,7 +102,8 @@ def train_model(
         typer.echo(f"levels: yellow {levels['yellow']:g}, blue {levels['blue']:g}: in its worst year "
                    f"({levels['worst_year'][0]} to {levels['worst_year'][1]}, of {levels['years']} from "
                    f"{levels['window'][0]}), {levels['no_dispute_yellow_share_per_year']:.0%} of the "
-                   f"{levels['no_dispute_enterprises']} enterprises with no dispute reach yellow "
+                   f"{levels['no_dispute_enterprises']} enterprises with no dispute reach yellow, "
+                   f"scored by the {levels['worst_estimate']} "
                    f"(budget {levels['workload_budget']:.0%}{'' if levels['budget_met'] else ', not met'})", err=True)
     else:
         typer.echo("levels: too few enterprises without a dispute in a year to choose yellow; "

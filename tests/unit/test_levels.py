@@ -79,6 +79,22 @@ def test_every_year_of_the_history_counts_and_the_worst_one_decides():
     assert relaxed["no_dispute_enterprises"] == (100 if worst[1] < START + 600 else 99)
 
 
+def test_the_larger_of_two_estimates_decides_and_the_card_names_it():
+    """The cross-fitted scores can sit on a lower scale than the final model's (little data): a
+    year's share is the larger of the two estimates."""
+    highest = [0.31] * 5 + [0.20] * 3 + [0.12] * 22 + [0.02] * 70
+    scores, ids, days, last = _world(highest)
+    low = np.where(scores > 0.9, scores, 0.02)  # the first estimate: every enterprise calm
+    both = np.column_stack([low, scores])
+    levels = recommend_levels(both, ids, days, {}, first_day=START, last_day=last, budget=0.10,
+                              estimates=("cross-fitted", "final model"))
+    assert levels["yellow"] == 0.13 and levels["worst_estimate"] == "final model"
+    alone = recommend_levels(low, ids, days, {}, first_day=START, last_day=last, budget=0.10)
+    assert alone["yellow"] == 0.05 and alone["worst_estimate"] == "scores"
+    with pytest.raises(ValueError, match="2 columns of scores for 1 estimates"):
+        recommend_levels(both, ids, days, {}, first_day=START, last_day=last, budget=0.10)
+
+
 def _fingerprint_world(n: int = 60, weeks: int = 30, seed: int = 0):
     """Weekly snapshots where nothing but an enterprise's own fixed fingerprint (column 0) tells
     its label: half the enterprises are positive on every row."""
