@@ -216,7 +216,9 @@ def cross_fitted_scores(snapshots: Snapshots, y: np.ndarray, mask: np.ndarray, r
     too short a window on a short history: a few months miss the seasons (measured: a window from
     March to September, with none of the autumn's drops in power, chose a yellow that sent 23.5%
     of an unseen year's no-dispute firms to yellow instead of the 9% it claimed). These scores
-    cover the whole history, on the final model's scale, as an unseen district would score.
+    cover the whole history as an unseen district would be scored, on the recipe's scale: on
+    little data not quite the final model's, which is why ``recommend_levels`` also reads the
+    final model's own scores.
     Returns (scores, groups whose own recipe could not be fitted); those groups' rows get the final
     model's scores."""
     from sklearn.base import clone
