@@ -56,12 +56,13 @@ def train_model(
             if feedback is not None:
                 _report_feedback_rows(snapshots, y, mask, dispute_days, horizon_days)
             result = train(snapshots, y, mask, horizon_days=horizon_days, seed=seed, progress=progress)
-            unseen, fallback = cross_fitted_scores(snapshots, y, mask, result, recorder.matrix(),
-                                                   recorder.enterprise_ids(), progress=progress)
+            row_ids = recorder.enterprise_ids()
+            unseen, fallback = cross_fitted_scores(snapshots, y, mask, result, recorder.matrix(), row_ids,
+                                                   progress=progress)
             advance = progress.step("choosing yellow by the workload budget", 1)
             own = result.estimator.predict_proba(recorder.matrix())[:, 1]
             levels = recommend_levels(
-                np.column_stack([unseen, own]), recorder.enterprise_ids(), recorder.days(),
+                np.column_stack([unseen, own]), row_ids, recorder.days(),
                 labels_from if isinstance(labels_from, dict) else read_disputes(labels_from),
                 first_day=snapshots.first_day, last_day=snapshots.last_day, budget=configs.levels.workload_budget,
                 estimates=("cross-fitted models", "final model"),

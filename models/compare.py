@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from config.files import Configs
-from models.evaluate import Capacity, _read_truth, _truth_healthy, horizon_of, replay_both, scorer_figures, warnings_by_enterprise
+from models.evaluate import (
+    Capacity, _read_truth, _truth_healthy, horizon_of, replay_both, scorer_figures, warnings_by_enterprise,
+)
 from models.scoring import Scorer
 from models.snapshots import SILENT, Progress, Snapshots
 

@@ -125,7 +125,12 @@ class Warnings:
     leads: dict[str, int | None]  # enterprise with a dispute -> days from its first yellow+ alert to
     #                               its first dispute (None: no yellow+ by that day), sorted by id
     calm: set[str]  # the enterprises with no dispute
-    alarmed: set[str]  # the calm ones that reached yellow or higher
+    yellow: set[str]  # the enterprises that reached yellow or higher
+
+    @property
+    def alarmed(self) -> set[str]:
+        """The calm enterprises that reached yellow or higher: false alarms."""
+        return self.calm & self.yellow
 
     @property
     def warned_14d(self) -> set[str]:
@@ -141,8 +146,7 @@ def warnings_by_enterprise(alerts: Sequence[dict], disputes: dict[str, list[int]
     for eid, day in sorted(first_dispute.items()):
         alert = yellow.get(eid)
         leads[eid] = day - alert if alert is not None and alert <= day else None
-    calm = enterprises - set(disputes)
-    return Warnings(leads, calm, calm & set(yellow))
+    return Warnings(leads, enterprises - set(disputes), set(yellow))
 
 
 def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
@@ -182,8 +186,7 @@ def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], ente
     if healthy is not None:
         healthy = healthy & enterprises
         out["healthy_enterprises"] = len(healthy)
-        yellow = first_alert_days(alerts, LEVEL_RANK["yellow"])
-        out["healthy_false_alarm_share"] = len(healthy & set(yellow)) / len(healthy) if healthy else None
+        out["healthy_false_alarm_share"] = len(healthy & per.yellow) / len(healthy) if healthy else None
         out["healthy_orange_red"] = len(healthy & set(orange))
         out["healthy_shutdown_orange_red"] = sum(a["enterprise_id"] in healthy for a in shutdown)
     return out
