@@ -261,8 +261,7 @@ def backtest(
             result = run_backtest(configs, enterprises, signals, handle, scorer=scorer)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CliError(str(exc).splitlines()[0]) from None
-    rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(result.rejected.items())) or "none"
-    typer.echo(f"scored with {scorer.version}; {len(result.lines)} lines: accepted {result.accepted}, rejected {sum(result.rejected.values())} ({rejected}); "
+    typer.echo(f"scored with {scorer.version}; {len(result.lines)} lines; {result.account()}; "
                f"{len(result.alerts)} alert lines written to {out}")
 
 

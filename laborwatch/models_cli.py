@@ -50,8 +50,9 @@ def train_model(
     try:
         with rich_progress() as progress:
             recorder = _RowRecorder()
-            snapshots, _ = replay_with_snapshots(enterprises, signals, configs=configs, every_days=every_days,
-                                                 progress=progress, scorer=recorder, on_outcome=recorder.keep_ids)
+            snapshots, replay = replay_with_snapshots(enterprises, signals, configs=configs, every_days=every_days,
+                                                      progress=progress, scorer=recorder,
+                                                      on_outcome=recorder.keep_ids)
             y, mask = snapshots.labels(labels_from, horizon_days)
             if feedback is not None:
                 _report_feedback_rows(snapshots, y, mask, dispute_days, horizon_days)
@@ -91,6 +92,7 @@ def train_model(
         ).items() if name not in CONTEXT_FEATURES},
         levels=levels,
     )
+    typer.echo(replay.account(), err=True)
     for name in ("selection", "holdout"):
         figures = result.metrics[name]
         shown = ", ".join(f"{k} {figures[k]:.3f}" for k in ("pr_auc", "roc_auc", "brier") if figures.get(k) is not None)
@@ -162,6 +164,7 @@ def evaluate_model(
     from models.registry import ModelLoadError, scorer_for
     from models.scoring import RulesScorer
     from models.snapshots import rich_progress
+    from streams.backtest import signal_account
 
     settings = _settings()
     configs = _configs(settings)
@@ -180,6 +183,9 @@ def evaluate_model(
         raise CliError(str(exc).splitlines()[0]) from None
     except OSError as exc:
         raise CliError(f"{report}: cannot write ({exc.strerror})") from None
+    data = result["data"]
+    typer.echo(signal_account(data["signals_accepted"], data["signals_rejected"], data["signals_rejected_first"]),
+               err=True)
     for target in result["targets"]:
         typer.echo(f"{target['figure']:<32} target {target['target']:<8} model {_short(target['model']):>8}  "
                    f"rules {_short(target['rules']):>8}")

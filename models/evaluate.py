@@ -314,6 +314,7 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
             "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum()),
             "as_of_dates": len(snaps.as_of_dates), "signals_accepted": model_run.accepted,
             "signals_rejected": dict(model_run.rejected),
+            "signals_rejected_first": model_run.first_rejected,
         },
     }
     for name, run, version in (("model", model_run, scorer.version), ("rules", rules_run, rules_scorer.version)):
@@ -507,7 +508,13 @@ def render_html(result: dict, snaps: Snapshots, y: np.ndarray, mask: np.ndarray,
         f"<td>{_fmt(t['rules'])}</td></tr>"
         for t in result["targets"]
     )
-    data = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in result["data"].items())
+    data = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in result["data"].items()
+        if k != "signals_rejected_first"
+    ) + "".join(
+        f"<tr><td>rejected line {d['line']}</td><td>{_fmt(d['reason'] + ': ' + d['detail'])}</td></tr>"
+        for d in result["data"]["signals_rejected_first"]
+    )
     figures = "".join(
         f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'><figcaption>{html.escape(title)}"
         "</figcaption></figure>" for title, png in plots

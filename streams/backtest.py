@@ -54,6 +54,7 @@ class Replay:
     alerts: list[dict] = field(default_factory=list)  # unrouted alert events, in order
     accepted: int = 0
     rejected: Counter = field(default_factory=Counter)
+    first_rejected: list[dict] = field(default_factory=list)  # the first few dead letters: where, why
     batch_size: int = 2000  # the outcome does not depend on it (a test proves it)
     on_outcome: Callable[[Outcome], None] | None = None  # sees every batch's outcome, in order
 
@@ -88,10 +89,33 @@ class Replay:
                 self.seen.first[(item.signal["enterprise_id"], item.signal["signal_id"])] = item.envelope.coords
             accepted += len(outcome.accepted)
             self.rejected.update(d["reason"] for d in outcome.dead_letters)
+            if outcome.dead_letters and len(self.first_rejected) < FIRST_REJECTED:
+                # a batch's dead letters come validation's first: put them back in line order
+                self.first_rejected.extend(sorted(
+                    ({"line": d["offset"], "reason": d["reason"], "detail": d["detail"]} for d in outcome.dead_letters),
+                    key=lambda d: d["line"],
+                )[: FIRST_REJECTED - len(self.first_rejected)])
             self.alerts.extend(outcome.alerts)
             advance(last - first)
         self.accepted += accepted
         return accepted
+
+    def account(self) -> str:
+        return signal_account(self.accepted, self.rejected, self.first_rejected)
+
+
+#: How many rejected lines a replay keeps, to show where the trouble is.
+FIRST_REJECTED = 3
+
+
+def signal_account(accepted: int, rejected: dict[str, int], first: list[dict]) -> str:
+    """One line on what a signal file gave: lines accepted, lines set aside by reason (the
+    dead-letter reasons of the stream), and where the first of those are."""
+    if not rejected:
+        return f"signals: {accepted:,} accepted, none rejected"
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0])))
+    where = "; ".join(f"line {d['line']} {d['reason']}: {d['detail']}" for d in first)
+    return f"signals: {accepted:,} accepted, {sum(rejected.values()):,} rejected ({reasons}); first: {where}"
 
 
 def run_backtest(

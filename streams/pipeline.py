@@ -177,7 +177,8 @@ class Pipeline:
                 continue  # redelivered after a crash: its effects are already out
             prior = first_seen.get((eid, sid))
             if prior is not None and tuple(prior) != env.coords:
-                where = f"{prior[0]} partition {prior[1]} offset {prior[2]}"
+                where = (f"{prior[0][len('file:'):]} line {prior[2]}" if prior[0].startswith("file:")
+                         else f"{prior[0]} partition {prior[1]} offset {prior[2]}")
                 out.dead_letters.append(
                     dead_letter(Rejection("duplicate", f"signal_id {sid!r} was accepted before ({where})", sid), env)
                 )

@@ -142,6 +142,15 @@ def test_duplicate_signal_id_in_the_same_batch():
     assert len(outcome.accepted) == 2
     assert _ids_of(outcome).count("ins-dup") == 1
     assert [(d["reason"], d["offset"]) for d in outcome.dead_letters] == [("duplicate", 2)]
+    assert "(laborwatch.signals partition 0 offset 0)" in outcome.dead_letters[0]["detail"]
+
+
+def test_a_duplicate_in_a_file_names_the_line_of_the_first():
+    h = Harness()
+    at = lambda line, signal: Envelope(json.dumps(signal).encode(), "file:s.jsonl", 0, line, NOW)  # noqa: E731
+    signal = inspection("2025-03-01", signal_id="ins-dup")
+    outcome = h.process([at(7, signal), at(8, inspection("2025-03-02")), at(9, signal)])
+    assert outcome.dead_letters[0]["detail"] == "signal_id 'ins-dup' was accepted before (s.jsonl line 7)"
 
 
 def test_same_signal_id_at_another_enterprise_is_not_a_duplicate():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -211,3 +212,19 @@ def test_read_disputes(tmp_path):
     path.write_text('{"enterprise_id": "91440306BXKFLJ2K06", "occurred_on": "2025-03-10", "kind": "strike"}\n')
     with pytest.raises(ValueError, match=r"disputes.jsonl:1: not a dispute"):
         read_disputes(path)
+
+
+def test_a_replay_tells_where_its_first_rejected_lines_are():
+    """What train, evaluate and backtest print of a signal file: the rejected lines by reason, and
+    the first three by line number, as the contract's samples list them."""
+    folder = _samples()
+    expected = json.loads((folder / "expected.json").read_text())
+    replay = run_backtest(CONFIGS, folder / "enterprises.csv", folder / "signals.jsonl", io.StringIO(),
+                          scorer=RulesScorer(CONFIGS.rules), batch_size=700)
+    first = sorted(expected["rejected"], key=lambda r: r["line"])[:3]
+    assert [(d["line"], d["reason"]) for d in replay.first_rejected] == [(r["line"], r["reason"]) for r in first]
+    account = replay.account()
+    assert account.startswith(f"signals: {expected['accepted']:,} accepted, {len(expected['rejected']):,} rejected (")
+    for reason, count in Counter(r["reason"] for r in expected["rejected"]).items():
+        assert f"{reason} {count}" in account
+    assert f"first: line {first[0]['line']} {first[0]['reason']}: " in account
