@@ -52,6 +52,7 @@ def test_train_then_evaluate(setup):
     assert levels["window"][0] <= card["data_window"][0] and levels["window"][0] <= levels["worst_year"][0]
     assert levels["budget_met"] == (levels["no_dispute_yellow_share_per_year"] <= levels["workload_budget"])
     assert "levels: yellow" in trained.stderr
+    assert re.search(r"^signals: [\d,]+ accepted, ", trained.stderr, re.M), trained.stderr
     listed = [line for line in cli(["models", "list"], env).stdout.splitlines() if version in line]
     assert len(listed) == 1 and f"yellow {levels['yellow']:g}" in listed[0], listed
 
@@ -59,8 +60,16 @@ def test_train_then_evaluate(setup):
     assert again.stdout.strip().splitlines()[-1] == version  # same data, same settings: same version
 
     report = root / "report"
-    cli(["models", "evaluate", version, *_files(root / "eval"), "--report", str(report)], env, timeout=300)
+    evaluated = cli(["models", "evaluate", version, *_files(root / "eval"), "--report", str(report)], env,
+                    timeout=300)
     metrics = json.loads((report / "metrics.json").read_text())
+    # What the signal file gave: counted, and the first rejected lines (the simulator's feed
+    # repeats some) in line order, in the output, metrics.json and the page.
+    data = metrics["data"]
+    assert f"signals: {data['signals_accepted']:,} accepted" in evaluated.stderr
+    first = data["signals_rejected_first"]
+    assert len(first) == min(3, sum(data["signals_rejected"].values())) > 0
+    assert [d["line"] for d in first] == sorted(d["line"] for d in first)
     for scorer in ("model", "rules"):
         missing = [k for k in SCORER_KEYS if k not in metrics[scorer]]
         assert not missing, f"{scorer}: {missing}"
@@ -72,6 +81,7 @@ def test_train_then_evaluate(setup):
     assert "pr_auc_ratio" in metrics and metrics["targets"]
     page = (report / "report.html").read_text()
     assert page.count("<img") == 5 and page.count("data:image/png;base64,") == 5
+    assert all(f"rejected line {d['line']}" in page for d in first)
 
 
 def test_expected_failures_are_one_line(setup):
