@@ -109,7 +109,7 @@ class FeedbackPublisher:
 def read_feedback(path: Path) -> list[dict]:
     """Outcome lines (JSONL, as `laborwatch feedback export` writes and the topic carries)."""
     out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         try:

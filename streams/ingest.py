@@ -9,11 +9,17 @@ from pathlib import Path
 
 from streams.broker import BrokerError
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
 
 def split_lines(data: bytes) -> list[bytes]:
     """The lines of a JSONL file without terminators (LF or CRLF); a final newline ends the last
     line rather than starting an empty one, but an empty line inside the file is kept: it is an
-    input too, and the contract rejects it as invalid JSON."""
+    input too, and the contract rejects it as invalid JSON. A UTF-8 byte order mark at the start
+    (what Windows tools write) marks the file's encoding, not its first line, and is dropped, as
+    the registry and disputes readers drop it; one inside a line stays, and is invalid JSON."""
+    if data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM):]
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()

@@ -228,3 +228,17 @@ def test_a_replay_tells_where_its_first_rejected_lines_are():
     for reason, count in Counter(r["reason"] for r in expected["rejected"]).items():
         assert f"{reason} {count}" in account
     assert f"first: line {first[0]['line']} {first[0]['reason']}: " in account
+
+
+def test_a_signal_file_saved_by_windows_tools_replays_as_the_original(tmp_path):
+    """A byte order mark and CRLF line ends (Notepad, Excel) change nothing: the same lines are
+    accepted and rejected, and the same alerts are raised. A mark inside a line is still bad."""
+    assert split_lines(b'\xef\xbb\xbf{"a": 1}\r\n\r\n\xef\xbb\xbf{"b": 2}\r\n') == [b'{"a": 1}', b"", b'\xef\xbb\xbf{"b": 2}']
+    folder = _samples()
+    (tmp_path / "signals.jsonl").write_bytes(b"\xef\xbb\xbf" + (folder / "signals.jsonl").read_bytes().replace(b"\n", b"\r\n"))
+    runs = []
+    for signals in (folder / "signals.jsonl", tmp_path / "signals.jsonl"):
+        out = io.StringIO()
+        replay = run_backtest(CONFIGS, folder / "enterprises.csv", signals, out, scorer=RulesScorer(CONFIGS.rules))
+        runs.append((out.getvalue(), replay.accepted, replay.rejected, replay.first_rejected))
+    assert runs[0][0] and runs[0] == runs[1]

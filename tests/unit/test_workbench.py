@@ -132,6 +132,8 @@ def test_outcomes_become_positive_days(tmp_path):
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     days = positive_days(read_feedback(path))
     assert days == {"E1": [date(2025, 3, 1).toordinal(), date(2025, 3, 1).toordinal()]}
+    path.write_text("\ufeff" + "\r\n".join(json.dumps(x) for x in lines), encoding="utf-8")  # saved by Notepad
+    assert positive_days(read_feedback(path)) == days
     path.write_text('{"enterprise_id": "E1"}\n')
     with pytest.raises(ValueError, match="feedback.jsonl:1"):
         read_feedback(path)
