@@ -124,7 +124,10 @@ def ingest(path: Path = typer.Argument(..., help="JSONL file of signals (signal.
     bootstrap = _bootstrap(settings)
     topic = settings.topic("signals")
     ensure_topics(bootstrap, {topic: settings.partitions})
-    count = publish_file(bootstrap, topic, path)
+    try:
+        count = publish_file(bootstrap, topic, path)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     typer.echo(f"published {count} signals to {topic}")
 
 

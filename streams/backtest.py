@@ -17,7 +17,7 @@ from alerts.registry import read_enterprises
 from alerts.routing import Router
 from config.files import Configs
 from models.scoring import RulesScorer, Scorer
-from streams.ingest import split_lines
+from streams.ingest import read_lines
 from streams.pipeline import Coords, EnterpriseRecord, Envelope, Outcome, Pipeline
 
 ALERT_FIELDS = json.loads(
@@ -67,7 +67,7 @@ class Replay:
             first = f"; line {rejected[0].line}: {rejected[0].reason}" if rejected else ""
             raise ValueError(f"{enterprises}: no valid enterprise in the registry file "
                              f"({len(rejected)} rows rejected{first})")
-        return cls(pipeline, {row["enterprise_id"]: row for row in rows}, split_lines(signals.read_bytes()),
+        return cls(pipeline, {row["enterprise_id"]: row for row in rows}, read_lines(signals),
                    f"file:{signals.name}", datetime.now(timezone.utc), **kwargs)
 
     def feed(self, start: int, stop: int, advance: Callable[[float], None] = lambda n=1: None) -> int:

@@ -4,7 +4,9 @@ Validation happens in the pipeline, so bad lines are published too and end as de
 """
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from pathlib import Path
 
 from streams.broker import BrokerError
@@ -26,6 +28,21 @@ def split_lines(data: bytes) -> list[bytes]:
     return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_lines(path: Path) -> list[bytes]:
+    """The lines of a signal file (see ``split_lines``), decompressed first when it is gzip
+    (known by its first two bytes, whatever its name: a JSONL line never starts with them)."""
+    data = path.read_bytes()
+    if data.startswith(GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: a gzip file that cannot be decompressed ({exc})") from None
+    return split_lines(data)
+
+
 def key_of(line: bytes) -> bytes | None:
     """The partition key of a signal line: its enterprise id when one can be read."""
     try:
@@ -41,7 +58,7 @@ def publish_file(bootstrap: str, topic: str, path: Path) -> int:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    lines = split_lines(path.read_bytes())
+    lines = read_lines(path)
     try:
         producer = KafkaProducer(
             bootstrap_servers=bootstrap,

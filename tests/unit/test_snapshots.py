@@ -2,6 +2,7 @@
 nothing observed after an as-of date reaches its snapshot, and labels / masks."""
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from collections import Counter
@@ -230,15 +231,22 @@ def test_a_replay_tells_where_its_first_rejected_lines_are():
     assert f"first: line {first[0]['line']} {first[0]['reason']}: " in account
 
 
-def test_a_signal_file_saved_by_windows_tools_replays_as_the_original(tmp_path):
-    """A byte order mark and CRLF line ends (Notepad, Excel) change nothing: the same lines are
-    accepted and rejected, and the same alerts are raised. A mark inside a line is still bad."""
+def test_a_signal_file_saved_by_windows_tools_or_gzipped_replays_as_the_original(tmp_path):
+    """A byte order mark and CRLF line ends (Notepad, Excel) change nothing, nor does gzip (known
+    by its first bytes, whatever the name): the same lines are accepted and rejected, and the
+    same alerts are raised. A mark inside a line is still bad; a cut gzip file is an error."""
     assert split_lines(b'\xef\xbb\xbf{"a": 1}\r\n\r\n\xef\xbb\xbf{"b": 2}\r\n') == [b'{"a": 1}', b"", b'\xef\xbb\xbf{"b": 2}']
     folder = _samples()
     (tmp_path / "signals.jsonl").write_bytes(b"\xef\xbb\xbf" + (folder / "signals.jsonl").read_bytes().replace(b"\n", b"\r\n"))
+    (tmp_path / "signals.jsonl.gz").write_bytes(gzip.compress((folder / "signals.jsonl").read_bytes()))
+    (tmp_path / "signals.gz-named-jsonl").write_bytes((tmp_path / "signals.jsonl.gz").read_bytes())
     runs = []
-    for signals in (folder / "signals.jsonl", tmp_path / "signals.jsonl"):
+    for signals in (folder / "signals.jsonl", tmp_path / "signals.jsonl", tmp_path / "signals.jsonl.gz",
+                    tmp_path / "signals.gz-named-jsonl"):
         out = io.StringIO()
         replay = run_backtest(CONFIGS, folder / "enterprises.csv", signals, out, scorer=RulesScorer(CONFIGS.rules))
         runs.append((out.getvalue(), replay.accepted, replay.rejected, replay.first_rejected))
-    assert runs[0][0] and runs[0] == runs[1]
+    assert runs[0][0] and runs[0] == runs[1] == runs[2] == runs[3]
+    (tmp_path / "cut.jsonl.gz").write_bytes((tmp_path / "signals.jsonl.gz").read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"cut.jsonl.gz: a gzip file that cannot be decompressed"):
+        run_backtest(CONFIGS, folder / "enterprises.csv", tmp_path / "cut.jsonl.gz", io.StringIO())
