@@ -186,6 +186,9 @@ def evaluate_model(
     data = result["data"]
     typer.echo(signal_account(data["signals_accepted"], data["signals_rejected"], data["signals_rejected_first"]),
                err=True)
+    if data["disputes_outside_data"]:
+        typer.echo(f"disputes: {data['disputes_outside_data']} of {data['disputes']} fall outside the signals' days "
+                   f"({data['first_day']} to {data['last_day']}) and are not counted as disputes to warn of", err=True)
     for target in result["targets"]:
         typer.echo(f"{target['figure']:<32} target {target['target']:<8} model {_short(target['model']):>8}  "
                    f"rules {_short(target['rules']):>8}")

@@ -21,7 +21,8 @@ import numpy as np
 
 from config.files import Configs
 from models.evaluate import (
-    Capacity, _read_truth, _truth_healthy, horizon_of, replay_both, scorer_figures, warnings_by_enterprise,
+    Capacity, _read_truth, _truth_healthy, horizon_of, outside_window, replay_both, scorer_figures,
+    warnings_by_enterprise,
 )
 from models.scoring import Scorer
 from models.snapshots import SILENT, Progress, Snapshots
@@ -47,6 +48,7 @@ def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Pat
     result: dict = {
         "horizon_days": horizon,
         "data": {"enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
+                 "disputes_outside_data": outside_window(found, known, (snaps.first_day, snaps.last_day)),
                  "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum())},
     }
     for name, scorer in (("candidate", candidate), ("baseline", baseline)):
@@ -96,7 +98,8 @@ def paired_bootstrap(snaps: Snapshots, y: np.ndarray, mask: np.ndarray, scores: 
     row_ent, yt = row_ent[inside], y[mask][inside]
     pa, pb = scores["candidate"][mask][inside], scores["baseline"][mask][inside]
 
-    per = {name: warnings_by_enterprise(alerts[name], disputes, known) for name in ("candidate", "baseline")}
+    window = (snaps.first_day, snaps.last_day)
+    per = {name: warnings_by_enterprise(alerts[name], disputes, known, window) for name in ("candidate", "baseline")}
     disputed = np.array([e in per["candidate"].leads for e in ents], bool)
     calm = np.array([e in per["candidate"].calm for e in ents], bool)
     warned = {name: np.array([e in p.warned_14d for e in ents], bool) for name, p in per.items()}

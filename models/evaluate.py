@@ -137,11 +137,18 @@ class Warnings:
         return {eid for eid, lead in self.leads.items() if lead is not None and lead >= WARNED_DAYS}
 
 
-def warnings_by_enterprise(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str]) -> Warnings:
+def warnings_by_enterprise(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
+                           window: tuple[int, int]) -> Warnings:
     """The warned and false-alarm figures per enterprise (``warning_figures`` totals them, the
-    paired bootstrap of ``models.compare`` redraws them)."""
+    paired bootstrap of ``models.compare`` redraws them).
+
+    A dispute to warn of is an enterprise's first within ``window`` (the first and last day of
+    the signals replayed): one before the data begins or after it ends was never the scorer's to
+    warn of, as when a register of disputes covering years meets a few months of signals. An
+    enterprise with a dispute at any time is not a no-dispute enterprise."""
     yellow = first_alert_days(alerts, LEVEL_RANK["yellow"])
-    first_dispute = {eid: days[0] for eid, days in disputes.items() if eid in enterprises and days}
+    first_dispute = {eid: inside[0] for eid, days in disputes.items() if eid in enterprises
+                     and (inside := [d for d in days if window[0] <= d <= window[1]])}
     leads: dict[str, int | None] = {}
     for eid, day in sorted(first_dispute.items()):
         alert = yellow.get(eid)
@@ -149,10 +156,17 @@ def warnings_by_enterprise(alerts: Sequence[dict], disputes: dict[str, list[int]
     return Warnings(leads, enterprises - set(disputes), set(yellow))
 
 
+def outside_window(disputes: dict[str, list[int]], enterprises: set[str], window: tuple[int, int]) -> int:
+    """How many disputes of these enterprises fall before the data's first day or after its last."""
+    return sum(not window[0] <= d <= window[1] for eid, days in disputes.items() if eid in enterprises for d in days)
+
+
 def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
-                    last_day: int, healthy: set[str] | None = None) -> dict:
+                    window: tuple[int, int], healthy: set[str] | None = None) -> dict:
+    """The alert-level figures of one scorer over the data's ``window`` (its first and last day)."""
+    last_day = window[1]
     orange = first_alert_days(alerts, LEVEL_RANK["orange"])
-    per = warnings_by_enterprise(alerts, disputes, enterprises)
+    per = warnings_by_enterprise(alerts, disputes, enterprises, window)
     leads, calm = per.leads, per.calm
     warned = [lead for lead in leads.values() if lead is not None]
     n = len(leads)
@@ -278,7 +292,7 @@ def scorer_figures(version: str, run, scores: np.ndarray, snaps: Snapshots, y: n
     figures = {"version": version, "thresholds": run.pipeline.thresholds.model_dump(),
                **ranking_metrics(y[mask], scores[mask])}
     figures.update(top_k(snaps, scores, y, mask, capacity))
-    figures.update(warning_figures(run.alerts, found, known, snaps.last_day, healthy))
+    figures.update(warning_figures(run.alerts, found, known, (snaps.first_day, snaps.last_day), healthy))
     return figures
 
 
@@ -309,6 +323,7 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
         "capacity_per_week": capacity.model_dump(),
         "data": {
             "enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
+            "disputes_outside_data": outside_window(found, known, (snaps.first_day, snaps.last_day)),
             "first_day": date.fromordinal(snaps.first_day).isoformat(),
             "last_day": date.fromordinal(snaps.last_day).isoformat(),
             "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum()),

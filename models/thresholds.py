@@ -18,8 +18,10 @@ from config.files import Configs
 from models.evaluate import warning_figures
 from models.scoring import Scorer
 from models.snapshots import SILENT, Progress, read_disputes
+from models.state import local_day
 from streams.backtest import Replay
 from streams.pipeline import Pipeline
+from streams.validation import parse_timestamp
 
 DEFAULT_CANDIDATES = (0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35, 0.45)
 
@@ -53,11 +55,12 @@ def sweep(scorer: Scorer, configs: Configs, enterprises: Path, signals: Path, di
     replay.feed(0, len(replay.lines), progress.step(f"replaying signals ({scorer.version})", len(replay.lines)))
     found = read_disputes(disputes)
     known = set(replay.records)
-    last_day = max((r.state.clock_day for r in replay.records.values() if r.state.clock_day), default=0)
+    days = [local_day(parse_timestamp(observed_at)) for _, observed_at, _ in pipeline.scored]
+    window = (min(days, default=0), max(days, default=0))  # the data's first and last day
     out = []
     for yellow in sorted(candidates):
         events = alert_events(pipeline.scored, yellow, pipeline.thresholds.orange, pipeline.thresholds.red)
-        figures = warning_figures(events, found, known, last_day)
+        figures = warning_figures(events, found, known, window)
         out.append(Row(yellow, figures["warned_14d_share"], figures["lead_days_median"], figures["false_alarm_share"],
                        figures["disputes"], figures["no_dispute_enterprises"]))
     return out

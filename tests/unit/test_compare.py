@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from models.compare import paired_bootstrap
+from models.evaluate import outside_window, warning_figures, warnings_by_enterprise
 
 DISPUTE_DAY = date(2025, 6, 30)
 
@@ -16,7 +17,8 @@ def _world(n: int = 40, disputed: int = 10, weeks: int = 10):
     ids = np.array([e for e in ents for _ in range(weeks)])
     y = np.array([int(e in ents[:disputed]) for e in ids])
     disputes = {e: [DISPUTE_DAY.toordinal()] for e in ents[:disputed]}
-    return SimpleNamespace(enterprise_ids=ids), y, np.ones(len(y), bool), disputes, set(ents), ents
+    window = dict(first_day=(DISPUTE_DAY - timedelta(weeks=weeks)).toordinal(), last_day=DISPUTE_DAY.toordinal() + 7)
+    return SimpleNamespace(enterprise_ids=ids, **window), y, np.ones(len(y), bool), disputes, set(ents), ents
 
 
 def _yellow(enterprise: str, day: date) -> dict:
@@ -56,3 +58,23 @@ def test_the_same_scorer_twice_differs_by_nothing_and_draws_repeat_with_the_seed
     first = paired_bootstrap(snaps, y, mask, other, args[4], disputes, known, repeats=50, seed=5)
     again = paired_bootstrap(snaps, y, mask, other, args[4], disputes, known, repeats=50, seed=5)
     assert np.array_equal(first["pr_auc"], again["pr_auc"]) and np.ptp(first["pr_auc"]) > 0
+
+
+def test_disputes_outside_the_data_are_not_the_scorers_to_warn_of():
+    """A register of disputes covering years against a few months of signals: only each
+    enterprise's first dispute within the data's days is one to warn of, and a firm with a
+    dispute at any time is still no no-dispute firm."""
+    first, last = date(2025, 4, 1), date(2025, 6, 30)
+    day = lambda d: d.toordinal()  # noqa: E731
+    disputes = {
+        "A": [day(date(2024, 11, 5)), day(date(2025, 6, 1))],  # one before the data, one inside
+        "B": [day(date(2025, 9, 1))],  # after the data ends
+        "C": [day(date(2025, 5, 20))],  # inside, never warned
+    }
+    alerts = [_yellow("A", date(2025, 5, 12)), _yellow("D", date(2025, 5, 1))]
+    known = {"A", "B", "C", "D"}
+    per = warnings_by_enterprise(alerts, disputes, known, (day(first), day(last)))
+    assert per.leads == {"A": 20, "C": None} and per.calm == {"D"} and per.alarmed == {"D"}
+    figures = warning_figures(alerts, disputes, known, (day(first), day(last)))
+    assert (figures["disputes"], figures["warned_14d_share"], figures["false_alarm_share"]) == (2, 0.5, 1.0)
+    assert outside_window(disputes, known, (day(first), day(last))) == 2

@@ -11,6 +11,7 @@ from models.evaluate import warning_figures
 from models.registry import scorer_for
 from models.simulate import simulate_world
 from models.snapshots import read_disputes
+from models.state import local_day
 from models.thresholds import sweep
 from streams.backtest import Replay
 from streams.pipeline import Pipeline
@@ -42,10 +43,12 @@ def test_at_the_threshold_in_use_it_agrees_with_the_pipelines_alerts(world):
     yellow = CONFIGS.levels.thresholds_for(scorer.levels).yellow  # the shipped card's
     (row,) = sweep(scorer, CONFIGS, folder / "enterprises.csv", folder / "signals.jsonl",
                    folder / "disputes.jsonl", candidates=(yellow,))
-    replay = Replay.of_files(Pipeline(CONFIGS, scorer), folder / "enterprises.csv", folder / "signals.jsonl")
+    days: list[int] = []
+    replay = Replay.of_files(Pipeline(CONFIGS, scorer), folder / "enterprises.csv", folder / "signals.jsonl",
+                             on_outcome=lambda o: days.extend(local_day(a.observed) for a in o.accepted))
     replay.feed(0, len(replay.lines))
-    last_day = max(r.state.clock_day for r in replay.records.values())
-    real = warning_figures(replay.alerts, read_disputes(folder / "disputes.jsonl"), set(replay.records), last_day)
+    real = warning_figures(replay.alerts, read_disputes(folder / "disputes.jsonl"), set(replay.records),
+                           (min(days), max(days)))
     assert (row.warned_14d_share, row.lead_days_median, row.false_alarm_share) == (
         real["warned_14d_share"], real["lead_days_median"], real["false_alarm_share"])
 
