@@ -114,7 +114,9 @@ def run(
 
 
 @app.command()
-def ingest(path: Path = typer.Argument(..., help="JSONL file of signals (signal.schema.json).")) -> None:
+def ingest(
+    path: Path = typer.Argument(..., help="JSONL file of signals (signal.schema.json), or the same gzipped."),
+) -> None:
     """Publish a JSONL file of signals to the signal topic, line by line, in file order."""
     from streams.broker import ensure_topics
     from streams.ingest import publish_file
@@ -240,7 +242,7 @@ def feedback_export() -> None:
 @app.command()
 def backtest(
     enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
-    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL)."),
+    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL in arrival order, or the same gzipped)."),
     out: Path = typer.Option(..., "--out", help="Where to write the alert lines (JSONL)."),
     model: Optional[str] = typer.Option(
         None, "--model", help="Model version to score with, or rules-v1 (default: the promoted model, as the stream)."

@@ -22,7 +22,7 @@ def _inputs(enterprises: Path, signals: Path, disputes: Path) -> None:
 
 def train_model(
     enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
-    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL, arrival order)."),
+    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL in arrival order, or the same gzipped)."),
     disputes: Path = typer.Option(..., "--disputes", help="Disputes file (JSONL): the labels."),
     horizon_days: int = typer.Option(60, "--horizon-days", min=1, max=730, help="Label: a dispute within this many days."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the estimators."),
@@ -154,7 +154,7 @@ def _report_feedback_rows(snapshots, y, mask, dispute_days: dict[str, list[int]]
 def evaluate_model(
     version: str = typer.Argument(..., help="Model version (laborwatch models list), or rules-v1."),
     enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
-    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL, arrival order)."),
+    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL in arrival order, or the same gzipped)."),
     disputes: Path = typer.Option(..., "--disputes", help="Disputes file (JSONL)."),
     report: Path = typer.Option(..., "--report", help="Folder for metrics.json and report.html."),
 ) -> None:
@@ -201,7 +201,7 @@ def compare_models(
         None, help="What it is judged against: a model version, or rules-v1 (default: the promoted model, "
         "what the workers score with now)."),
     enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
-    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL, arrival order)."),
+    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL in arrival order, or the same gzipped)."),
     disputes: Path = typer.Option(..., "--disputes", help="Disputes file (JSONL)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for comparison.json."),
     repeats: int = typer.Option(1000, "--repeats", min=100, max=100000, help="Bootstrap draws of the enterprises."),
@@ -268,7 +268,7 @@ def compare_models(
 def sweep_thresholds(
     version: str = typer.Argument(..., help="Model version (laborwatch models list)."),
     enterprises: Path = typer.Option(..., "--enterprises", help="Registry file (CSV or JSONL)."),
-    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL, arrival order)."),
+    signals: Path = typer.Option(..., "--signals", help="Signal file (JSONL in arrival order, or the same gzipped)."),
     disputes: Path = typer.Option(..., "--disputes", help="Disputes file (JSONL)."),
     yellow: Optional[str] = typer.Option(None, "--yellow", help="Candidate yellow thresholds, comma-separated "
                                          "(default 0.08 to 0.45 and the one in use)."),
@@ -276,7 +276,7 @@ def sweep_thresholds(
     """What each yellow threshold would do with VERSION on these files: disputes warned 14+ days
     ahead, median lead, no-dispute enterprises sent to yellow. Choose on worlds you do not report on;
     the thresholds live in config/levels.yaml, and blue and yellow in the model's card when training
-    chose them (``yellow_from: model``)."""
+    chose them (yellow_from: model)."""
     from laborwatch.cli import CliError, _configs, _settings
     from models.registry import ModelLoadError, scorer_for
     from models.snapshots import rich_progress
