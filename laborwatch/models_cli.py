@@ -101,16 +101,7 @@ def train_model(
     if fallback:
         typer.echo(f"levels: {fallback} of the enterprise groups had no dispute to learn from without them; "
                    "their enterprises' rows were scored by the final model", err=True)
-    if levels:
-        typer.echo(f"levels: yellow {levels['yellow']:g}, blue {levels['blue']:g}: in its worst year "
-                   f"({levels['worst_year'][0]} to {levels['worst_year'][1]}, of {levels['years']} from "
-                   f"{levels['window'][0]}), {levels['no_dispute_yellow_share_per_year']:.0%} of the "
-                   f"{levels['no_dispute_enterprises']} enterprises with no dispute reach yellow, "
-                   f"scored by the {levels['worst_estimate']} "
-                   f"(budget {levels['workload_budget']:.0%}{'' if levels['budget_met'] else ', not met'})", err=True)
-    else:
-        typer.echo("levels: too few enterprises without a dispute in a year to choose yellow; "
-                   "config/levels.yaml's thresholds apply", err=True)
+    typer.echo(f"levels: {describe_levels(levels)}", err=True)
     typer.echo(f"chose {result.model_class} {result.params} from {len(result.candidates)} candidates; "
                f"registered in {settings.resolved_model_dir}", err=True)
     typer.echo(card.version)
@@ -315,6 +306,20 @@ def sweep_thresholds(
 
 def _share(value) -> str:
     return "-" if value is None else f"{value:.0%}"
+
+
+def describe_levels(levels: dict | None) -> str:
+    """A card's blue and yellow, and how training chose them, in one sentence."""
+    if not levels or levels.get("yellow") is None:
+        return "too few enterprises without a dispute in a year to choose yellow; config/levels.yaml's thresholds apply"
+    said = f"yellow {levels['yellow']:g}, blue {levels['blue']:g}"
+    if "worst_year" not in levels:  # a card from before the worst-year rule
+        return said
+    return (f"{said}: in its worst year ({levels['worst_year'][0]} to {levels['worst_year'][1]}, of {levels['years']} "
+            f"from {levels['window'][0]}), {levels['no_dispute_yellow_share_per_year']:.0%} of the "
+            f"{levels['no_dispute_enterprises']} enterprises with no dispute reach yellow, scored by the "
+            f"{levels['worst_estimate']} (budget {levels['workload_budget']:.0%}"
+            f"{'' if levels['budget_met'] else ', not met'})")
 
 
 def _short(value) -> str:

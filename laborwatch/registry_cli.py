@@ -1,4 +1,4 @@
-"""`laborwatch models list` and `laborwatch models promote VERSION`."""
+"""`laborwatch models list`, `models show VERSION` and `models promote VERSION`."""
 from __future__ import annotations
 
 import json
@@ -27,6 +27,57 @@ def list_models() -> None:
         yellow = f"yellow {card.levels['yellow']:g}" if card.levels.get("yellow") else "yellow from config"
         typer.echo(f"{mark} {card.version}  {card.model_class:<32} {card.data_window[0]}..{card.data_window[-1]}"
                    f"  {card.created_at}  {yellow}  {figures}")
+
+
+FOLD_FIGURES = ("rows", "positives", "pr_auc", "roc_auc", "brier")
+
+
+def show_model(
+    version: str = typer.Argument(..., help="Model version (laborwatch models list)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole card as JSON instead."),
+) -> None:
+    """One model's card: what it is, what it was trained on, its figures on each temporal fold,
+    the candidates it was chosen from, and its blue and yellow."""
+    from dataclasses import asdict
+
+    from laborwatch.cli import CliError, _settings
+    from laborwatch.models_cli import _short, describe_levels
+    from models.registry import ModelLoadError, ModelRegistry
+
+    registry = ModelRegistry(_settings().resolved_model_dir)
+    try:
+        card = registry.card(version)
+    except ModelLoadError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(asdict(card), indent=2, ensure_ascii=False))
+        return
+    params = lambda p: ", ".join(f"{k} {v}" for k, v in p.items()) or "defaults"  # noqa: E731
+    metrics, folds = card.metrics, card.metrics.get("folds", {})
+    typer.echo(f"{card.version}{'  (promoted)' if card.version == registry.promoted() else ''}")
+    estimator = {k: v for k, v in card.params.items() if k != "calibration"}
+    typer.echo(f"  model        {card.model_class}, calibrated {card.calibration or '-'}; {params(estimator)}")
+    typer.echo(f"  trained      {card.created_at}, seed {card.seed}, label: a dispute within {card.horizon_days} days, "
+               f"{len(card.feature_names)} features")
+    typer.echo(f"  data         as-of dates {card.data_window[0]} to {card.data_window[-1]}, hash {card.data_hash[:16]}")
+    typer.echo(f"  levels       {describe_levels(card.levels)}")
+    typer.echo(f"  {'fold':<12} {'dates':<24} " + " ".join(f"{f:>9}" for f in FOLD_FIGURES))
+    for name, fold in (("train", "train"), ("selection", "calibration"), ("holdout", "holdout")):
+        dates = " to ".join(folds.get(fold, [])) or "-"
+        figures = metrics.get(name) or {}
+        typer.echo(f"  {name:<12} {dates:<24} " + " ".join(f"{_short(figures.get(f)):>9}" for f in FOLD_FIGURES))
+    candidates = metrics.get("candidates") or []
+    if candidates:
+        # models.train's choice: the highest PR-AUC of the raw scores on the selection fold, then
+        # the lowest Brier score there, then the first
+        order = sorted(range(len(candidates)), key=lambda i: (
+            -(candidates[i].get("selection_pr_auc_raw") or 0.0), (candidates[i].get("calibration") or {}).get("brier", 1.0), i))
+        typer.echo(f"  candidates   {len(candidates)}, by PR-AUC on the selection fold (* chosen):")
+        for rank, i in enumerate(order):
+            c = candidates[i]
+            typer.echo(f"   {'*' if rank == 0 else ' '} selection {_short(c.get('selection_pr_auc_raw')):<6} "
+                       f"holdout {_short((c.get('holdout') or {}).get('pr_auc')):<6} {c.get('family', '?')} "
+                       f"({c.get('calibration_method', '-')}): {params(c.get('params') or {})}")
 
 
 def promote_model(version: str = typer.Argument(..., help="The version to score with.")) -> None:

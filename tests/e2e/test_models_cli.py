@@ -55,6 +55,18 @@ def test_train_then_evaluate(setup):
     assert re.search(r"^signals: [\d,]+ accepted, ", trained.stderr, re.M), trained.stderr
     listed = [line for line in cli(["models", "list"], env).stdout.splitlines() if version in line]
     assert len(listed) == 1 and f"yellow {levels['yellow']:g}" in listed[0], listed
+    # The card, readable: the same sentence on its levels as training said, a row per fold with
+    # its dates, and every candidate with the chosen one first; and whole, as JSON.
+    shown = cli(["models", "show", version], env).stdout
+    said = next(line for line in trained.stderr.splitlines() if line.startswith("levels: yellow"))
+    assert shown.splitlines()[0].startswith(version) and said.removeprefix("levels: ") in shown
+    for name, fold in (("train", "train"), ("selection", "calibration"), ("holdout", "holdout")):
+        assert re.search(rf"^  {name} +{' to '.join(card['metrics']['folds'][fold])} +{card['metrics'][name]['rows']} ",
+                         shown, re.M), shown
+    rows = [line for line in shown.splitlines() if line.startswith(("   * selection", "     selection"))]
+    assert len(rows) == len(card["metrics"]["candidates"]) and rows[0].startswith("   * ")
+    assert card["model_class"] in rows[0]
+    assert json.loads(cli(["models", "show", version, "--json"], env).stdout) == card
 
     again = cli(["models", "train", *_files(root / "train"), "--seed", "1"], env, timeout=300)
     assert again.stdout.strip().splitlines()[-1] == version  # same data, same settings: same version
@@ -92,6 +104,8 @@ def test_expected_failures_are_one_line(setup):
     unknown = cli(["models", "evaluate", "m-0000000000000000", *_files(root / "eval"), "--report", str(root / "r")],
                   env, check=False)
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "not in the registry" in unknown.stderr
+    unshown = cli(["models", "show", "m-0000000000000000"], env, check=False)
+    assert unshown.returncode == 1 and unshown.stderr.count("\n") == 1 and "not in the registry" in unshown.stderr
 
 
 def test_thresholds_prints_one_row_per_candidate_and_marks_the_one_in_use(setup):
