@@ -21,7 +21,7 @@ import numpy as np
 
 from config.files import Configs
 from models.evaluate import (
-    Capacity, _read_truth, _truth_healthy, horizon_of, outside_window, replay_both, scorer_figures,
+    Capacity, _read_truth, horizon_of, outside_window, replay_both, scorer_figures,
     warnings_by_enterprise,
 )
 from models.scoring import Scorer
@@ -44,7 +44,7 @@ def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Pat
     runs = dict(zip(("candidate", "baseline"), both.runs))
     scores = dict(zip(("candidate", "baseline"), both.scores))
     known = set(runs["candidate"].records)
-    healthy = _truth_healthy(_read_truth(disputes))
+    truth = _read_truth(disputes)
     result: dict = {
         "horizon_days": horizon,
         "data": {"enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
@@ -53,7 +53,7 @@ def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Pat
     }
     for name, scorer in (("candidate", candidate), ("baseline", baseline)):
         result[name] = scorer_figures(scorer.version, runs[name], scores[name], snaps, y, mask, found, known,
-                                      capacity, healthy)
+                                      capacity, truth)
         result[name]["horizon_days"] = getattr(getattr(scorer, "card", None), "horizon_days", None)
 
     advance = progress.step(f"paired bootstrap over enterprises ({repeats} draws)", repeats)

@@ -286,14 +286,50 @@ def replay_both(first: Scorer, second: Scorer, enterprises: Path, signals: Path,
 
 def scorer_figures(version: str, run, scores: np.ndarray, snaps: Snapshots, y: np.ndarray, mask: np.ndarray,
                    found: dict[str, list[int]], known: set[str], capacity: Capacity,
-                   healthy: set[str] | None) -> dict:
+                   truth: dict[str, dict] | None) -> dict:
     """One scorer's figures: ranking on the weekly snapshots, top k, and the warnings its replay
-    (``run``, a ``streams.backtest.Replay``) raised."""
+    (``run``, a ``streams.backtest.Replay``) raised, totalled and enterprise by enterprise."""
+    window = (snaps.first_day, snaps.last_day)
     figures = {"version": version, "thresholds": run.pipeline.thresholds.model_dump(),
                **ranking_metrics(y[mask], scores[mask])}
     figures.update(top_k(snaps, scores, y, mask, capacity))
-    figures.update(warning_figures(run.alerts, found, known, (snaps.first_day, snaps.last_day), healthy))
+    figures.update(warning_figures(run.alerts, found, known, window, _truth_healthy(truth)))
+    figures.update(warning_details(run.alerts, found, known, window, run.registry, truth))
     return figures
+
+
+def warning_details(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
+                    window: tuple[int, int], registry: dict[str, dict], truth: dict[str, dict] | None) -> dict:
+    """Enterprise by enterprise, what the totals of ``warning_figures`` are made of: each dispute
+    to warn of (misses first: never warned, then the shortest leads) and each no-dispute
+    enterprise sent to yellow+, with the street, the first yellow-or-higher alert's day and its
+    first reason, and the simulator's scenario when a truth.json says it. What an analyst reads
+    to see why a dispute was missed or a healthy firm flagged."""
+    first: dict[str, dict] = {}  # enterprise -> its first yellow-or-higher risk alert event
+    for alert in alerts:
+        if alert["category"] == "risk" and LEVEL_RANK[alert["level"]] >= LEVEL_RANK["yellow"]:
+            eid = alert["enterprise_id"]
+            if eid not in first or _day(alert["raised_at"]) < _day(first[eid]["raised_at"]):
+                first[eid] = alert
+    per = warnings_by_enterprise(alerts, disputes, enterprises, window)
+
+    def row(eid: str) -> dict:
+        alert = first.get(eid)
+        out = {"enterprise_id": eid, "street": str((registry.get(eid) or {}).get("street", "")),
+               "first_yellow_on": date.fromordinal(_day(alert["raised_at"])).isoformat() if alert else None,
+               "first_reason": alert["reasons"][0]["text"] if alert and alert.get("reasons") else None}
+        if truth is not None:
+            out["scenario"] = (truth.get(eid) or {}).get("scenario")
+        return out
+
+    def dispute_on(eid: str) -> int:
+        return next(d for d in disputes[eid] if window[0] <= d <= window[1])
+
+    rows = [{**row(eid), "dispute_on": date.fromordinal(dispute_on(eid)).isoformat(), "lead_days": lead,
+             "warned_14d": eid in per.warned_14d} for eid, lead in per.leads.items()]
+    rows.sort(key=lambda r: (r["warned_14d"], -1 if r["lead_days"] is None else r["lead_days"], r["enterprise_id"]))
+    alarmed = sorted((row(eid) for eid in per.alarmed), key=lambda r: (r["first_yellow_on"], r["enterprise_id"]))
+    return {"dispute_warnings": rows, "no_dispute_alarms": alarmed}
 
 
 def horizon_of(*scorers: Scorer) -> int:
@@ -316,7 +352,6 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
     scores = dict(zip(("model", "rules"), both.scores))
     known = set(model_run.records)  # enterprises with any accepted signal
     truth = _read_truth(disputes)
-    healthy = _truth_healthy(truth)
 
     result: dict = {
         "horizon_days": horizon,
@@ -333,7 +368,7 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
         },
     }
     for name, run, version in (("model", model_run, scorer.version), ("rules", rules_run, rules_scorer.version)):
-        result[name] = scorer_figures(version, run, scores[name], snaps, y, mask, found, known, capacity, healthy)
+        result[name] = scorer_figures(version, run, scores[name], snaps, y, mask, found, known, capacity, truth)
     m, r = result["model"]["pr_auc"], result["rules"]["pr_auc"]
     result["pr_auc_ratio"] = m / r if m is not None and r else None
     oracle = onset_oracle(snaps, y, mask, truth, seed=seed) if truth is not None else None
@@ -509,6 +544,30 @@ def _oracle_html(result: dict) -> str:
             f" ({oracle['positives_after_onset_share']:.0%} of the positive weeks come after the onset).")
 
 
+def _details_html(figures: dict) -> str:
+    """The model's disputes (misses first) and its no-dispute enterprises at yellow+, one row each."""
+    scenario = any("scenario" in r for r in figures["dispute_warnings"] + figures["no_dispute_alarms"])
+
+    def cells(r: dict, keys: tuple[str, ...]) -> str:
+        return "".join(f"<td>{_fmt(r.get(k))}</td>" for k in keys)
+
+    head = ("enterprise_id", "street", *(("scenario",) if scenario else ()))
+    disputes = "".join(
+        f"<tr class='{'' if r['warned_14d'] else 'miss'}'>"
+        f"{cells(r, (*head, 'dispute_on', 'first_yellow_on', 'lead_days', 'first_reason'))}</tr>"
+        for r in figures["dispute_warnings"])
+    alarms = "".join(f"<tr>{cells(r, (*head, 'first_yellow_on', 'first_reason'))}</tr>"
+                     for r in figures["no_dispute_alarms"])
+    th = lambda names: "".join(f"<th>{html.escape(n)}</th>" for n in names)  # noqa: E731
+    return (f"<h2>Disputes, misses first ({html.escape(figures['version'])})</h2>"
+            f"<p>A miss (shaded) is a dispute not warned yellow or higher 14 or more days ahead; the reason is the"
+            f" first one of the first yellow-or-higher alert.</p>"
+            f"<table class='detail'><tr>{th((*head, 'dispute', 'first yellow+', 'lead, days', 'first reason'))}</tr>"
+            f"{disputes}</table>"
+            f"<h2>No-dispute enterprises sent to yellow+ ({html.escape(figures['version'])})</h2>"
+            f"<table class='detail'><tr>{th((*head, 'first yellow+', 'first reason'))}</tr>{alarms}</table>")
+
+
 def render_html(result: dict, snaps: Snapshots, y: np.ndarray, mask: np.ndarray, scores: dict,
                 importance: dict | None) -> str:
     plots = _plots(result, snaps, y, mask, scores, importance)
@@ -530,6 +589,7 @@ def render_html(result: dict, snaps: Snapshots, y: np.ndarray, mask: np.ndarray,
         f"<tr><td>rejected line {d['line']}</td><td>{_fmt(d['reason'] + ': ' + d['detail'])}</td></tr>"
         for d in result["data"]["signals_rejected_first"]
     )
+    details = _details_html(m)
     figures = "".join(
         f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'><figcaption>{html.escape(title)}"
         "</figcaption></figure>" for title, png in plots
@@ -540,6 +600,7 @@ def render_html(result: dict, snaps: Snapshots, y: np.ndarray, mask: np.ndarray,
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px solid #ccc; padding: .25rem .6rem; }}
 th {{ background: #f3f3f3; }} td.ok {{ background: #e5f5e0; }} td.no {{ background: #fde0dd; }}
+tr.miss td {{ background: #fde0dd; }} table.detail td:not(:last-child) {{ white-space: nowrap; }}
 figure {{ display: inline-block; margin: 1rem; vertical-align: top; }} figcaption {{ text-align: center; }}
 </style></head><body>
 <h1>Evaluation of {html.escape(m['version'])} against {html.escape(r['version'])}</h1>
@@ -557,5 +618,6 @@ visits; compare on the dispute file, which does not depend on who was visited.</
 <h2>Data</h2><table>{data}</table>
 <h2>Plots</h2>
 {figures}
+{details}
 </body></html>
 """

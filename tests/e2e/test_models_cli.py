@@ -94,6 +94,15 @@ def test_train_then_evaluate(setup):
     page = (report / "report.html").read_text()
     assert page.count("<img") == 5 and page.count("data:image/png;base64,") == 5
     assert all(f"rejected line {d['line']}" in page for d in first)
+    # Enterprise by enterprise, what the totals are made of: every dispute (misses first), every
+    # no-dispute enterprise at yellow+; the model's on the page.
+    model = metrics["model"]
+    rows = model["dispute_warnings"]
+    assert len(rows) == model["disputes"] and sum(r["warned_14d"] for r in rows) == round(
+        model["warned_14d_share"] * model["disputes"])
+    assert [r["warned_14d"] for r in rows] == sorted(r["warned_14d"] for r in rows)
+    assert len(model["no_dispute_alarms"]) == round(model["false_alarm_share"] * model["no_dispute_enterprises"])
+    assert "Disputes, misses first" in page and all(r["enterprise_id"] in page for r in rows)
 
 
 def test_expected_failures_are_one_line(setup):

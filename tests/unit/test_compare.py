@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from models.compare import paired_bootstrap
-from models.evaluate import outside_window, warning_figures, warnings_by_enterprise
+from models.evaluate import outside_window, warning_details, warning_figures, warnings_by_enterprise
 
 DISPUTE_DAY = date(2025, 6, 30)
 
@@ -78,3 +78,23 @@ def test_disputes_outside_the_data_are_not_the_scorers_to_warn_of():
     figures = warning_figures(alerts, disputes, known, (day(first), day(last)))
     assert (figures["disputes"], figures["warned_14d_share"], figures["false_alarm_share"]) == (2, 0.5, 1.0)
     assert outside_window(disputes, known, (day(first), day(last))) == 2
+
+
+def test_the_details_list_each_dispute_misses_first_and_each_alarmed_no_dispute_firm():
+    window = (date(2025, 4, 1).toordinal(), date(2025, 6, 30).toordinal())
+    disputes = {"A": [date(2025, 6, 1).toordinal()], "B": [date(2025, 6, 10).toordinal()],
+                "C": [date(2025, 5, 20).toordinal()], "Z": [date(2025, 12, 1).toordinal()]}
+    alerts = [dict(_yellow("A", date(2025, 5, 2)), reasons=[{"text": "wages unpaid 30 days"}, {"text": "x"}]),
+              dict(_yellow("B", date(2025, 6, 1)), reasons=[{"text": "electricity down 80%"}]),
+              dict(_yellow("A", date(2025, 5, 20)), level="orange", reasons=[{"text": "later"}]),
+              dict(_yellow("D", date(2025, 5, 1)), reasons=[{"text": "2 days late"}])]
+    registry = {e: {"street": f"s-{e.lower()}"} for e in "ABCD"}
+    truth = {"A": {"scenario": "decline"}, "D": {"scenario": "healthy"}}
+    got = warning_details(alerts, disputes, {"A", "B", "C", "D", "Z"}, window, registry, truth)
+    rows = [(r["enterprise_id"], r["lead_days"], r["warned_14d"], r["first_reason"]) for r in got["dispute_warnings"]]
+    assert rows == [("C", None, False, None), ("B", 9, False, "electricity down 80%"),
+                    ("A", 30, True, "wages unpaid 30 days")]
+    assert got["dispute_warnings"][2]["street"] == "s-a" and got["dispute_warnings"][2]["scenario"] == "decline"
+    assert got["dispute_warnings"][2]["first_yellow_on"] == "2025-05-02"
+    assert got["no_dispute_alarms"] == [{"enterprise_id": "D", "street": "s-d", "first_yellow_on": "2025-05-01",
+                                         "first_reason": "2 days late", "scenario": "healthy"}]
