@@ -265,5 +265,12 @@ FEATURE_TEXT: dict[str, str] = {
 }
 
 
+def within_grace(name: str, value: float) -> bool:
+    """A lateness that the wage regulation allows (at most ``GRACE_DAYS``): still a sign the model
+    weighs, which the reason says is lawful so that an inspector does not read it as a breach."""
+    return name == "wage_days_late_max_180d" and 0 < value <= GRACE_DAYS
+
+
 def describe(name: str, value: float) -> str:
-    return FEATURE_TEXT[name].format(value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100)
+    text = FEATURE_TEXT[name].format(value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100)
+    return f"{text} (within the {GRACE_DAYS} days' grace)" if within_grace(name, value) else text

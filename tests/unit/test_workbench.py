@@ -15,7 +15,7 @@ from alerts.web.i18n import format_date, format_datetime, format_money, level_te
 from alerts.workflow import TransitionError, check_transition, sla_state
 from config.files import load_configs
 from config.settings import CONFIG_DIR
-from models.features import FEATURE_NAMES, FEATURE_TEXT
+from models.features import FEATURE_NAMES, FEATURE_TEXT, describe
 
 SLA = load_configs(CONFIG_DIR).sla
 
@@ -87,6 +87,12 @@ def test_every_feature_has_chinese_and_reasons_render_from_code_and_value():
     assert reason_text("zh", rule, {"electricity_collapse": "electricity_ratio_7d_56d"}) == "用电量比自身8周基线低90%（近7天）"
     assert reason_text("zh", {"code": "unknown_code", "value": 1, "text": "as written"}) == "as written"
     assert reason_text("zh", {"code": "collective_incident", "value": 45, "text": "x"}).startswith("45名工人")
+    # Lateness the regulation allows is said to be lawful, in both languages; beyond it, not.
+    assert describe("wage_days_late_max_180d", 2.0) == (
+        "wages paid up to 2 days late in the last 180 days (within the 5 days' grace)")
+    assert describe("wage_days_late_max_180d", 6.0) == "wages paid up to 6 days late in the last 180 days"
+    assert reason_text("zh", {"code": "wage_days_late_max_180d", "value": 2.0}) == "近180天工资最多迟发2天（在5天宽限期内）"
+    assert reason_text("zh", {"code": "wage_days_late_max_180d", "value": 6.0}) == "近180天工资最多迟发6天"
 
 
 def _utility(day: date, meter: str, value: float) -> dict:
