@@ -79,15 +79,21 @@ def _day(iso: str) -> int:
     return datetime.fromisoformat(iso).astimezone(CHINA_TZ).date().toordinal()
 
 
-def first_alert_days(alerts: Sequence[dict], rank: int) -> dict[str, int]:
-    """enterprise -> local day of its first risk alert event at ``rank`` or higher."""
-    first: dict[str, int] = {}
+def first_alerts(alerts: Sequence[dict], rank: int) -> dict[str, dict]:
+    """enterprise -> its first risk alert event at ``rank`` or higher (by local day; the earlier
+    event on a tie)."""
+    first: dict[str, tuple[int, dict]] = {}
     for alert in alerts:
         if alert["category"] == "risk" and LEVEL_RANK[alert["level"]] >= rank:
             day = _day(alert["raised_at"])
-            if alert["enterprise_id"] not in first or day < first[alert["enterprise_id"]]:
-                first[alert["enterprise_id"]] = day
-    return first
+            if alert["enterprise_id"] not in first or day < first[alert["enterprise_id"]][0]:
+                first[alert["enterprise_id"]] = (day, alert)
+    return {eid: alert for eid, (_, alert) in first.items()}
+
+
+def first_alert_days(alerts: Sequence[dict], rank: int) -> dict[str, int]:
+    """enterprise -> local day of its first risk alert event at ``rank`` or higher."""
+    return {eid: _day(alert["raised_at"]) for eid, alert in first_alerts(alerts, rank).items()}
 
 
 def top_k(snaps: Snapshots, scores: np.ndarray, y: np.ndarray, mask: np.ndarray, capacity: Capacity) -> dict:
@@ -126,6 +132,7 @@ class Warnings:
     #                               its first dispute (None: no yellow+ by that day), sorted by id
     calm: set[str]  # the enterprises with no dispute
     yellow: set[str]  # the enterprises that reached yellow or higher
+    disputes: dict[str, int]  # enterprise -> the day of its first dispute within the data
 
     @property
     def alarmed(self) -> set[str]:
@@ -153,7 +160,7 @@ def warnings_by_enterprise(alerts: Sequence[dict], disputes: dict[str, list[int]
     for eid, day in sorted(first_dispute.items()):
         alert = yellow.get(eid)
         leads[eid] = day - alert if alert is not None and alert <= day else None
-    return Warnings(leads, enterprises - set(disputes), set(yellow))
+    return Warnings(leads, enterprises - set(disputes), set(yellow), first_dispute)
 
 
 def outside_window(disputes: dict[str, list[int]], enterprises: set[str], window: tuple[int, int]) -> int:
@@ -305,12 +312,7 @@ def warning_details(alerts: Sequence[dict], disputes: dict[str, list[int]], ente
     enterprise sent to yellow+, with the street, the first yellow-or-higher alert's day and its
     first reason, and the simulator's scenario when a truth.json says it. What an analyst reads
     to see why a dispute was missed or a healthy firm flagged."""
-    first: dict[str, dict] = {}  # enterprise -> its first yellow-or-higher risk alert event
-    for alert in alerts:
-        if alert["category"] == "risk" and LEVEL_RANK[alert["level"]] >= LEVEL_RANK["yellow"]:
-            eid = alert["enterprise_id"]
-            if eid not in first or _day(alert["raised_at"]) < _day(first[eid]["raised_at"]):
-                first[eid] = alert
+    first = first_alerts(alerts, LEVEL_RANK["yellow"])
     per = warnings_by_enterprise(alerts, disputes, enterprises, window)
 
     def row(eid: str) -> dict:
@@ -322,10 +324,7 @@ def warning_details(alerts: Sequence[dict], disputes: dict[str, list[int]], ente
             out["scenario"] = (truth.get(eid) or {}).get("scenario")
         return out
 
-    def dispute_on(eid: str) -> int:
-        return next(d for d in disputes[eid] if window[0] <= d <= window[1])
-
-    rows = [{**row(eid), "dispute_on": date.fromordinal(dispute_on(eid)).isoformat(), "lead_days": lead,
+    rows = [{**row(eid), "dispute_on": date.fromordinal(per.disputes[eid]).isoformat(), "lead_days": lead,
              "warned_14d": eid in per.warned_14d} for eid, lead in per.leads.items()]
     rows.sort(key=lambda r: (r["warned_14d"], -1 if r["lead_days"] is None else r["lead_days"], r["enterprise_id"]))
     alarmed = sorted((row(eid) for eid in per.alarmed), key=lambda r: (r["first_yellow_on"], r["enterprise_id"]))
