@@ -177,9 +177,7 @@ def evaluate_model(
     data = result["data"]
     typer.echo(signal_account(data["signals_accepted"], data["signals_rejected"], data["signals_rejected_first"]),
                err=True)
-    if data["disputes_outside_data"]:
-        typer.echo(f"disputes: {data['disputes_outside_data']} of {data['disputes']} fall outside the signals' days "
-                   f"({data['first_day']} to {data['last_day']}) and are not counted as disputes to warn of", err=True)
+    _say_disputes_outside(data)
     for target in result["targets"]:
         typer.echo(f"{target['figure']:<32} target {target['target']:<8} model {_short(target['model']):>8}  "
                    f"rules {_short(target['rules']):>8}")
@@ -229,6 +227,7 @@ def compare_models(
     except (ValueError, UnicodeDecodeError) as exc:
         raise CliError(str(exc).splitlines()[0]) from None
     data = result["data"]
+    _say_disputes_outside(data)
     typer.echo(f"{candidate} (candidate) against {baseline} (baseline): {data['enterprises']} enterprises, "
                f"{data['disputes']} disputes, horizon {result['horizon_days']} days; 95% intervals from "
                f"{repeats} paired draws of the enterprises")
@@ -306,6 +305,12 @@ def sweep_thresholds(
 
 def _share(value) -> str:
     return "-" if value is None else f"{value:.0%}"
+
+
+def _say_disputes_outside(data: dict) -> None:
+    if data["disputes_outside_data"]:
+        typer.echo(f"disputes: {data['disputes_outside_data']} of {data['disputes']} fall outside the signals' days "
+                   f"({data['first_day']} to {data['last_day']}) and are not counted as disputes to warn of", err=True)
 
 
 def describe_levels(levels: dict | None) -> str:

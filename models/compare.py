@@ -15,6 +15,7 @@ is called only when its interval leaves out 0.
 """
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,8 @@ def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Pat
         "horizon_days": horizon,
         "data": {"enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
                  "disputes_outside_data": outside_window(found, known, (snaps.first_day, snaps.last_day)),
+                 "first_day": date.fromordinal(snaps.first_day).isoformat(),
+                 "last_day": date.fromordinal(snaps.last_day).isoformat(),
                  "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum())},
     }
     for name, scorer in (("candidate", candidate), ("baseline", baseline)):

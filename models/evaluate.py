@@ -523,6 +523,8 @@ def _fmt(value) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3f}"
+    if isinstance(value, dict):  # counts by reason
+        return html.escape(", ".join(f"{k} {v}" for k, v in value.items()) or "none")
     return html.escape(str(value))
 
 
