@@ -4,14 +4,13 @@ Validation happens in the pipeline, so bad lines are published too and end as de
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import zlib
 from pathlib import Path
 
 from streams.broker import BrokerError
-
-UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def split_lines(data: bytes) -> list[bytes]:
@@ -20,8 +19,8 @@ def split_lines(data: bytes) -> list[bytes]:
     input too, and the contract rejects it as invalid JSON. A UTF-8 byte order mark at the start
     (what Windows tools write) marks the file's encoding, not its first line, and is dropped, as
     the registry and disputes readers drop it; one inside a line stays, and is invalid JSON."""
-    if data.startswith(UTF8_BOM):
-        data = data[len(UTF8_BOM):]
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
