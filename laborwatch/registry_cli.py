@@ -43,6 +43,7 @@ def show_model(
     from laborwatch.cli import CliError, _settings
     from laborwatch.models_cli import _short, describe_levels
     from models.registry import ModelLoadError, ModelRegistry
+    from models.train import selection_order
 
     registry = ModelRegistry(_settings().resolved_model_dir)
     try:
@@ -68,12 +69,8 @@ def show_model(
         typer.echo(f"  {name:<12} {dates:<24} " + " ".join(f"{_short(figures.get(f)):>9}" for f in FOLD_FIGURES))
     candidates = metrics.get("candidates") or []
     if candidates:
-        # models.train's choice: the highest PR-AUC of the raw scores on the selection fold, then
-        # the lowest Brier score there, then the first
-        order = sorted(range(len(candidates)), key=lambda i: (
-            -(candidates[i].get("selection_pr_auc_raw") or 0.0), (candidates[i].get("calibration") or {}).get("brier", 1.0), i))
         typer.echo(f"  candidates   {len(candidates)}, by PR-AUC on the selection fold (* chosen):")
-        for rank, i in enumerate(order):
+        for rank, i in enumerate(selection_order(candidates)):
             c = candidates[i]
             typer.echo(f"   {'*' if rank == 0 else ' '} selection {_short(c.get('selection_pr_auc_raw')):<6} "
                        f"holdout {_short((c.get('holdout') or {}).get('pr_auc')):<6} {c.get('family', '?')} "

@@ -179,8 +179,7 @@ def train(snapshots: Snapshots, y: np.ndarray, mask: np.ndarray, *, horizon_days
         fitted_models.append(calibrated)
         advance(1)
 
-    best = min(range(len(records)), key=lambda i: (-(records[i]["selection_pr_auc_raw"] or 0.0),
-                                                    records[i]["calibration"]["brier"], i))
+    best = selection_order(records)[0]
     chosen = records[best]
     return TrainResult(
         estimator=fitted_models[best],
@@ -194,6 +193,13 @@ def train(snapshots: Snapshots, y: np.ndarray, mask: np.ndarray, *, horizon_days
         chosen=chosen,
         candidates=records,
     )
+
+
+def selection_order(records: list[dict]) -> list[int]:
+    """The candidates' indices, best first: the highest PR-AUC of the raw scores on the selection
+    fold, then the lowest Brier score there, then the first (a card's ``metrics.candidates``)."""
+    return sorted(range(len(records)), key=lambda i: (-(records[i].get("selection_pr_auc_raw") or 0.0),
+                                                      (records[i].get("calibration") or {}).get("brier", 1.0), i))
 
 
 CROSS_FIT_GROUPS = 5
