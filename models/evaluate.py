@@ -131,8 +131,13 @@ class Warnings:
     leads: dict[str, int | None]  # enterprise with a dispute -> days from its first yellow+ alert to
     #                               its first dispute (None: no yellow+ by that day), sorted by id
     calm: set[str]  # the enterprises with no dispute
-    yellow: set[str]  # the enterprises that reached yellow or higher
+    first_yellow: dict[str, dict]  # enterprise that reached yellow or higher -> that first alert event
     disputes: dict[str, int]  # enterprise -> the day of its first dispute within the data
+
+    @property
+    def yellow(self) -> set[str]:
+        """The enterprises that reached yellow or higher."""
+        return set(self.first_yellow)
 
     @property
     def alarmed(self) -> set[str]:
@@ -153,14 +158,14 @@ def warnings_by_enterprise(alerts: Sequence[dict], disputes: dict[str, list[int]
     the signals replayed): one before the data begins or after it ends was never the scorer's to
     warn of, as when a register of disputes covering years meets a few months of signals. An
     enterprise with a dispute at any time is not a no-dispute enterprise."""
-    yellow = first_alert_days(alerts, LEVEL_RANK["yellow"])
+    first = first_alerts(alerts, LEVEL_RANK["yellow"])
     first_dispute = {eid: inside[0] for eid, days in disputes.items() if eid in enterprises
                      and (inside := [d for d in days if window[0] <= d <= window[1]])}
     leads: dict[str, int | None] = {}
     for eid, day in sorted(first_dispute.items()):
-        alert = yellow.get(eid)
+        alert = _day(first[eid]["raised_at"]) if eid in first else None
         leads[eid] = day - alert if alert is not None and alert <= day else None
-    return Warnings(leads, enterprises - set(disputes), set(yellow), first_dispute)
+    return Warnings(leads, enterprises - set(disputes), first, first_dispute)
 
 
 def outside_window(disputes: dict[str, list[int]], enterprises: set[str], window: tuple[int, int]) -> int:
@@ -169,11 +174,13 @@ def outside_window(disputes: dict[str, list[int]], enterprises: set[str], window
 
 
 def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
-                    window: tuple[int, int], healthy: set[str] | None = None) -> dict:
-    """The alert-level figures of one scorer over the data's ``window`` (its first and last day)."""
+                    window: tuple[int, int], healthy: set[str] | None = None, per: Warnings | None = None) -> dict:
+    """The alert-level figures of one scorer over the data's ``window`` (its first and last day);
+    ``per``: ``warnings_by_enterprise`` of the same, when the caller has it already."""
     last_day = window[1]
     orange = first_alert_days(alerts, LEVEL_RANK["orange"])
-    per = warnings_by_enterprise(alerts, disputes, enterprises, window)
+    if per is None:
+        per = warnings_by_enterprise(alerts, disputes, enterprises, window)
     leads, calm = per.leads, per.calm
     warned = [lead for lead in leads.values() if lead is not None]
     n = len(leads)
@@ -300,23 +307,20 @@ def scorer_figures(version: str, run, scores: np.ndarray, snaps: Snapshots, y: n
     figures = {"version": version, "thresholds": run.pipeline.thresholds.model_dump(),
                **ranking_metrics(y[mask], scores[mask])}
     figures.update(top_k(snaps, scores, y, mask, capacity))
-    figures.update(warning_figures(run.alerts, found, known, window, _truth_healthy(truth)))
-    figures.update(warning_details(run.alerts, found, known, window, run.registry, truth))
+    per = warnings_by_enterprise(run.alerts, found, known, window)
+    figures.update(warning_figures(run.alerts, found, known, window, _truth_healthy(truth), per))
+    figures.update(warning_details(per, run.registry, truth))
     return figures
 
 
-def warning_details(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
-                    window: tuple[int, int], registry: dict[str, dict], truth: dict[str, dict] | None) -> dict:
+def warning_details(per: Warnings, registry: dict[str, dict], truth: dict[str, dict] | None) -> dict:
     """Enterprise by enterprise, what the totals of ``warning_figures`` are made of: each dispute
     to warn of (misses first: never warned, then the shortest leads) and each no-dispute
     enterprise sent to yellow+, with the street, the first yellow-or-higher alert's day and its
     first reason, and the simulator's scenario when a truth.json says it. What an analyst reads
     to see why a dispute was missed or a healthy firm flagged."""
-    first = first_alerts(alerts, LEVEL_RANK["yellow"])
-    per = warnings_by_enterprise(alerts, disputes, enterprises, window)
-
     def row(eid: str) -> dict:
-        alert = first.get(eid)
+        alert = per.first_yellow.get(eid)
         out = {"enterprise_id": eid, "street": str((registry.get(eid) or {}).get("street", "")),
                "first_yellow_on": date.fromordinal(_day(alert["raised_at"])).isoformat() if alert else None,
                "first_reason": alert["reasons"][0]["text"] if alert and alert.get("reasons") else None}

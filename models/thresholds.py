@@ -18,10 +18,8 @@ from config.files import Configs
 from models.evaluate import warning_figures
 from models.scoring import Scorer
 from models.snapshots import SILENT, Progress, read_disputes
-from models.state import local_day
 from streams.backtest import Replay
 from streams.pipeline import Pipeline
-from streams.validation import parse_timestamp
 
 DEFAULT_CANDIDATES = (0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35, 0.45)
 
@@ -50,13 +48,14 @@ class Row:
 
 def sweep(scorer: Scorer, configs: Configs, enterprises: Path, signals: Path, disputes: Path,
           candidates: tuple[float, ...] = DEFAULT_CANDIDATES, progress: Progress = SILENT) -> list[Row]:
-    pipeline = _ScoreKeeping(configs, scorer)
+    spans: list[tuple[int, int]] = []  # each scored batch's first and last local day, as the pipeline reads them
+    pipeline = _ScoreKeeping(configs, scorer, on_scored=lambda _rows, _scores, _seconds, days: spans.append(
+        (min(days), max(days))))
     replay = Replay.of_files(pipeline, enterprises, signals)
     replay.feed(0, len(replay.lines), progress.step(f"replaying signals ({scorer.version})", len(replay.lines)))
     found = read_disputes(disputes)
     known = set(replay.records)
-    days = [local_day(parse_timestamp(observed_at)) for _, observed_at, _ in pipeline.scored]
-    window = (min(days, default=0), max(days, default=0))  # the data's first and last day
+    window = (min((a for a, _ in spans), default=0), max((b for _, b in spans), default=0))  # the data's days
     out = []
     for yellow in sorted(candidates):
         events = alert_events(pipeline.scored, yellow, pipeline.thresholds.orange, pipeline.thresholds.red)

@@ -90,7 +90,7 @@ def test_the_details_list_each_dispute_misses_first_and_each_alarmed_no_dispute_
               dict(_yellow("D", date(2025, 5, 1)), reasons=[{"text": "2 days late"}])]
     registry = {e: {"street": f"s-{e.lower()}"} for e in "ABCD"}
     truth = {"A": {"scenario": "decline"}, "D": {"scenario": "healthy"}}
-    got = warning_details(alerts, disputes, {"A", "B", "C", "D", "Z"}, window, registry, truth)
+    got = warning_details(warnings_by_enterprise(alerts, disputes, {"A", "B", "C", "D", "Z"}, window), registry, truth)
     rows = [(r["enterprise_id"], r["lead_days"], r["warned_14d"], r["first_reason"]) for r in got["dispute_warnings"]]
     assert rows == [("C", None, False, None), ("B", 9, False, "electricity down 80%"),
                     ("A", 30, True, "wages unpaid 30 days")]
