@@ -44,7 +44,7 @@ def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Pat
     found, snaps, y, mask = both.found, both.snaps, both.y, both.mask
     runs = dict(zip(("candidate", "baseline"), both.runs))
     scores = dict(zip(("candidate", "baseline"), both.scores))
-    known = set(runs["candidate"].records)
+    known = set(both.replay.records)
     truth = _read_truth(disputes)
     result: dict = {
         "horizon_days": horizon,
@@ -55,8 +55,8 @@ def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Pat
                  "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum())},
     }
     for name, scorer in (("candidate", candidate), ("baseline", baseline)):
-        result[name] = scorer_figures(scorer.version, runs[name], scores[name], snaps, y, mask, found, known,
-                                      capacity, truth)
+        result[name] = scorer_figures(runs[name], scores[name], snaps, y, mask, found, known, capacity,
+                                      both.replay.registry, truth)
         result[name]["horizon_days"] = getattr(getattr(scorer, "card", None), "horizon_days", None)
 
     advance = progress.step(f"paired bootstrap over enterprises ({repeats} draws)", repeats)

@@ -2,7 +2,8 @@
 
 Both scorers run inside the pipeline over the same files (``streams.backtest.Replay``, the very
 code of the stream and ``backtest``), so the alert levels and their dates are the ones the stream
-would raise. On the way, weekly point-in-time snapshots (Mondays 00:00 China time) are read and
+would raise. One replay serves both: the second scorer is the pipeline's shadow
+(``streams.pipeline.Shadow``), deciding its alerts on the same feature rows. On the way, weekly point-in-time snapshots (Mondays 00:00 China time) are read and
 scored by both, with labels "a dispute within the model's horizon".
 
 Figures, for the model and the rules side by side:
@@ -41,12 +42,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.levels import LEVEL_RANK
-from config.files import Configs, load_yaml
+from config.files import Configs, Thresholds, load_yaml
 from models.calendar import CHINA_TZ, in_shutdown
 from models.features import FEATURE_NAMES
 from models.scoring import Scorer
 from models.snapshots import SILENT, Progress, Snapshots, read_disputes, replay_with_snapshots
 from models.train import metrics as ranking_metrics
+from streams.backtest import Replay
 
 WARNED_DAYS = 14
 ORANGE_WINDOW_DAYS = 120
@@ -275,12 +277,21 @@ def onset_oracle(snaps: Snapshots, y: np.ndarray, mask: np.ndarray, truth: dict[
     return {"pr_auc": statistics.fmean(ap), "positives_after_onset_share": float(visible.sum() / yt.sum())}
 
 
+@dataclass(frozen=True)
+class Run:
+    """What one scorer raised over the replay."""
+    version: str
+    thresholds: Thresholds  # the levels its alerts were raised by
+    alerts: list[dict]  # unrouted alert events, in order
+
+
 @dataclass
 class Replayed:
-    """Two scorers through the pipeline over the same files."""
+    """Two scorers through the pipeline over the same files, in one replay."""
     found: dict[str, list[int]]  # the disputes
     snaps: Snapshots  # the weekly snapshots (features do not depend on the scorer)
-    runs: tuple  # each scorer's streams.backtest.Replay: its alerts
+    replay: Replay  # the first scorer's replay: the signals' account, the registry, the records
+    runs: tuple[Run, Run]  # each scorer's alerts
     y: np.ndarray
     mask: np.ndarray
     scores: tuple[np.ndarray, np.ndarray]  # each scorer's scores of the snapshots
@@ -289,27 +300,28 @@ class Replayed:
 def replay_both(first: Scorer, second: Scorer, enterprises: Path, signals: Path, disputes: Path,
                 configs: Configs, horizon: int, progress: Progress) -> Replayed:
     found = read_disputes(disputes)
-    snaps, first_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=first,
-                                             progress=_Prefixed(progress, first.version))
-    _, second_run = replay_with_snapshots(enterprises, signals, configs=configs, scorer=second,
-                                          as_of_dates=[], progress=_Prefixed(progress, second.version))
+    snaps, replay = replay_with_snapshots(enterprises, signals, configs=configs, scorer=first, shadows=[second],
+                                          progress=_Prefixed(progress, f"{first.version} and {second.version}"))
+    (shadow,) = replay.pipeline.shadows
+    runs = (Run(first.version, replay.pipeline.thresholds, replay.alerts),
+            Run(second.version, shadow.thresholds, shadow.alerts))
     y, mask = snaps.labels(found, horizon)
-    return Replayed(found, snaps, (first_run, second_run), y, mask,
+    return Replayed(found, snaps, replay, runs, y, mask,
                     (_scores(first, snaps, progress, first.version), _scores(second, snaps, progress, second.version)))
 
 
-def scorer_figures(version: str, run, scores: np.ndarray, snaps: Snapshots, y: np.ndarray, mask: np.ndarray,
+def scorer_figures(run: Run, scores: np.ndarray, snaps: Snapshots, y: np.ndarray, mask: np.ndarray,
                    found: dict[str, list[int]], known: set[str], capacity: Capacity,
-                   truth: dict[str, dict] | None) -> dict:
-    """One scorer's figures: ranking on the weekly snapshots, top k, and the warnings its replay
-    (``run``, a ``streams.backtest.Replay``) raised, totalled and enterprise by enterprise."""
+                   registry: dict[str, dict], truth: dict[str, dict] | None) -> dict:
+    """One scorer's figures: ranking on the weekly snapshots, top k, and the warnings its alerts
+    (``run``) gave, totalled and enterprise by enterprise."""
     window = (snaps.first_day, snaps.last_day)
-    figures = {"version": version, "thresholds": run.pipeline.thresholds.model_dump(),
+    figures = {"version": run.version, "thresholds": run.thresholds.model_dump(),
                **ranking_metrics(y[mask], scores[mask])}
     figures.update(top_k(snaps, scores, y, mask, capacity))
     per = warnings_by_enterprise(run.alerts, found, known, window)
     figures.update(warning_figures(run.alerts, found, known, window, _truth_healthy(truth), per))
-    figures.update(warning_details(per, run.registry, truth))
+    figures.update(warning_details(per, registry, truth))
     return figures
 
 
@@ -350,10 +362,9 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
     """Write ``report_dir/metrics.json`` and ``report_dir/report.html``; return the metrics."""
     horizon = horizon_days or horizon_of(scorer)
     both = replay_both(scorer, rules_scorer, enterprises, signals, disputes, configs, horizon, progress)
-    found, snaps, y, mask = both.found, both.snaps, both.y, both.mask
-    model_run, rules_run = both.runs
+    found, snaps, y, mask, replay = both.found, both.snaps, both.y, both.mask, both.replay
     scores = dict(zip(("model", "rules"), both.scores))
-    known = set(model_run.records)  # enterprises with any accepted signal
+    known = set(replay.records)  # enterprises with any accepted signal
     truth = _read_truth(disputes)
 
     result: dict = {
@@ -365,13 +376,14 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
             "first_day": date.fromordinal(snaps.first_day).isoformat(),
             "last_day": date.fromordinal(snaps.last_day).isoformat(),
             "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum()),
-            "as_of_dates": len(snaps.as_of_dates), "signals_accepted": model_run.accepted,
-            "signals_rejected": dict(model_run.rejected),
-            "signals_rejected_first": model_run.first_rejected,
+            "as_of_dates": len(snaps.as_of_dates), "signals_accepted": replay.accepted,
+            "signals_rejected": dict(replay.rejected),
+            "signals_rejected_first": replay.first_rejected,
         },
     }
-    for name, run, version in (("model", model_run, scorer.version), ("rules", rules_run, rules_scorer.version)):
-        result[name] = scorer_figures(version, run, scores[name], snaps, y, mask, found, known, capacity, truth)
+    for name, run in zip(("model", "rules"), both.runs):
+        result[name] = scorer_figures(run, scores[name], snaps, y, mask, found, known, capacity, replay.registry,
+                                      truth)
     m, r = result["model"]["pr_auc"], result["rules"]["pr_auc"]
     result["pr_auc_ratio"] = m / r if m is not None and r else None
     oracle = onset_oracle(snaps, y, mask, truth, seed=seed) if truth is not None else None

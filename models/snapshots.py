@@ -198,12 +198,17 @@ def replay_with_snapshots(
     every_days: int = 7,
     progress: Progress = SILENT,
     on_outcome: Callable[[Outcome], None] | None = None,
+    shadows: Sequence[Scorer] = (),
 ) -> tuple[Snapshots, Replay]:
     """Replay the whole file through the pipeline with ``scorer`` (default: one that raises no
     risk alert), reading snapshots on the way; returns them and the replay (alerts, counts).
-    ``on_outcome`` sees each batch's outcome (its accepted signals in the order they were scored)."""
-    replay = Replay.of_files(Pipeline(configs, scorer or _Silent()), enterprises_path, signals_path,
-                             on_outcome=on_outcome)
+    ``on_outcome`` sees each batch's outcome (its accepted signals in the order they were scored).
+    Each of ``shadows`` scores the same signals beside ``scorer``: its alerts are in
+    ``replay.pipeline.shadows``, in the same order."""
+    pipeline = Pipeline(configs, scorer or _Silent())
+    for other in shadows:
+        pipeline.shadow(other)
+    replay = Replay.of_files(pipeline, enterprises_path, signals_path, on_outcome=on_outcome)
     registry, lines, now = replay.registry, replay.lines, replay.now
 
     observed = _observed(lines, registry, now, progress.step("validating signals", len(lines)))

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 from alerts.dedup import decide
 from alerts.levels import size_band
-from config.files import Configs
+from config.files import Configs, Thresholds
 from models.features import features
 from models.scoring import Scorer
 from models.state import EnterpriseState, Retention, local_day
@@ -99,6 +99,19 @@ class Outcome:
     records: dict[str, EnterpriseRecord] = field(default_factory=dict)  # the ones changed
 
 
+@dataclass
+class Shadow:
+    """A second scorer beside the pipeline's: it scores the same feature rows and decides alerts
+    by the same rules, on open alerts of its own, and what it raises stays here (nothing of it is
+    published or stored). Two scorers compared on one replay share the validation, the state and
+    the features, which do not depend on the scorer."""
+
+    scorer: Scorer
+    thresholds: Thresholds
+    open_alerts: dict[str, dict[str, dict]] = field(default_factory=dict)  # enterprise -> category -> alert
+    alerts: list[dict] = field(default_factory=list)  # unrouted alert events, in order
+
+
 class Registry(Protocol):
     def get(self, enterprise_id: str) -> dict | None: ...
 
@@ -134,6 +147,7 @@ class Pipeline:
         # (rows, scores, seconds, days) of each batched scoring call, days the China-time day of
         # each row's signal: metrics
         self.on_scored = on_scored
+        self.shadows: list[Shadow] = []
 
     @property
     def scorer(self) -> Scorer:
@@ -145,6 +159,13 @@ class Pipeline:
         when its card recommends them and ``config/levels.yaml`` says ``yellow_from: model``."""
         self.thresholds = self.configs.levels.thresholds_for(getattr(scorer, "levels", None))
         self._scorer = scorer
+
+    def shadow(self, scorer: Scorer) -> Shadow:
+        """Score every signal with ``scorer`` too, from now on; its alerts are the returned
+        shadow's."""
+        shadow = Shadow(scorer, self.configs.levels.thresholds_for(getattr(scorer, "levels", None)))
+        self.shadows.append(shadow)
+        return shadow
 
     def process(
         self,
@@ -207,10 +228,18 @@ class Pipeline:
                 self.on_scored(rows, [s.score for s in scores], time.perf_counter() - started,
                                [local_day(observed) for _, _, _, observed, _ in pending])
             for (record, signal, env, _, _), scored in zip(pending, scores):
-                self._decide(record, signal, scored, registry, out, env.received_at)
+                self._decide(record.alerts, signal, scored, registry, out.alerts, env.received_at,
+                             self.scorer.version, self.thresholds)
+            for shadow in self.shadows:
+                for (_, signal, env, _, _), scored in zip(pending, shadow.scorer.score(rows)):
+                    self._decide(shadow.open_alerts.setdefault(signal["enterprise_id"], {}), signal, scored,
+                                 registry, shadow.alerts, env.received_at, shadow.scorer.version, shadow.thresholds)
         return out
 
-    def _decide(self, record, signal, scored, registry: Registry, out: Outcome, received_at: datetime) -> None:
+    def _decide(self, book: dict[str, dict], signal, scored, registry: Registry, sink: list[dict],
+                received_at: datetime, version: str, thresholds: Thresholds) -> None:
+        """The alert changes one scored signal makes to ``book`` (category -> open alert), onto
+        ``sink``."""
         eid = signal["enterprise_id"]
         common = dict(
             enterprise_id=eid,
@@ -227,29 +256,29 @@ class Pipeline:
                 "value": workers,
             }
             change = decide(
-                record.alerts,
+                book,
                 category="collective_incident",
                 level=collective.level,
                 score=1.0,
                 reasons=[reason, *scored.reasons],
-                model_version=self.scorer.version,
+                model_version=version,
                 size_band=size_band(workers),
                 **common,
             )
             if change is not None:
                 change.extra.update(labels=_labels(registry, eid), received_at=received_at.isoformat())
-                out.alerts.append(change.to_alert())
-        level = self.configs.levels.level_for(scored.score, self.thresholds)
+                sink.append(change.to_alert())
+        level = self.configs.levels.level_for(scored.score, thresholds)
         if level is not None and scored.reasons:
             change = decide(
-                record.alerts,
+                book,
                 category="risk",
                 level=level,
                 score=scored.score,
                 reasons=list(scored.reasons),
-                model_version=self.scorer.version,
+                model_version=version,
                 **common,
             )
             if change is not None:
                 change.extra.update(labels=_labels(registry, eid), received_at=received_at.isoformat())
-                out.alerts.append(change.to_alert())
+                sink.append(change.to_alert())

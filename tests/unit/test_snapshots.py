@@ -16,6 +16,7 @@ from alerts.registry import read_enterprises
 from config.files import load_configs
 from config.settings import CONFIG_DIR
 from models.features import FEATURE_NAMES, features, vector
+from models.registry import scorer_for
 from models.scoring import RulesScorer
 from models.simulate import simulate_world
 from models.snapshots import (
@@ -117,6 +118,27 @@ def test_the_replay_drives_the_pipeline_as_backtest_does(world):
     key = lambda a: (a["alert_id"], a["category"], a["level"], a["raised_at"], a["score"])  # noqa: E731
     assert [key(a) for a in replay.alerts] == [key(a) for a in written]
     assert replay.accepted == result.accepted and replay.rejected == result.rejected
+
+
+def test_a_shadow_scorer_raises_what_it_raises_as_the_pipelines_scorer(world):
+    """Evaluation replays once for two scorers, the second one the pipeline's shadow: each raises
+    the very alerts `backtest` writes with it, whichever of the two is the shadow."""
+    model = scorer_for(Path(__file__).resolve().parents[2] / "models" / "shipped", CONFIGS)
+    rules = RulesScorer(CONFIGS.rules)
+    key = lambda a: (a["alert_id"], a["category"], a["level"], a["raised_at"], a["score"],  # noqa: E731
+                     a["model_version"], tuple(r["text"] for r in a["reasons"]))
+    written = {}
+    for scorer in (model, rules):
+        out = io.StringIO()
+        run_backtest(CONFIGS, world / "enterprises.csv", world / "signals.jsonl", out, scorer=scorer)
+        written[scorer.version] = [key(json.loads(line)) for line in out.getvalue().splitlines()]
+    assert all(written.values()) and written[model.version] != written[rules.version]
+    for first, second in ((model, rules), (rules, model)):
+        _, replay = replay_with_snapshots(world / "enterprises.csv", world / "signals.jsonl", configs=CONFIGS,
+                                          scorer=first, shadows=[second])
+        (shadow,) = replay.pipeline.shadows
+        assert [key(a) for a in replay.alerts] == written[first.version]
+        assert [key(a) for a in shadow.alerts] == written[second.version]
 
 
 def _signal_after(day: date, eid: str, hours: int) -> list[str]:
