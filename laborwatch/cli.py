@@ -290,6 +290,10 @@ def simulate(
         0.1, min=0.0, max=12.0, help="Individual complaints a year at a 50-worker firm not in trouble (more at "
         "bigger ones). The contract's sample world has none at firms that never reach a dispute; raise it to "
         "test a model against noisier hotlines."),
+    history_months: int = typer.Option(
+        0, min=0, help="Months the district lives before --start without being recorded: the signals begin at "
+        "--start with some firms already in trouble, as a feed switched on one day finds them; the disputes "
+        "file keeps those months' disputes too."),
 ) -> None:
     """Write a simulated world in the contract's formats."""
     from models.simulate import simulate_world
@@ -301,7 +305,7 @@ def simulate(
     _folder(outdir)
     summary = simulate_world(outdir, firms=firms, months=months, seed=seed, start=first_day, trouble_rate=trouble_rate,
                              payroll_coverage=payroll_coverage, water_weekly=water_weekly,
-                             background_complaints=background_complaints)
+                             background_complaints=background_complaints, history_months=history_months)
     typer.echo(f"wrote {summary.firms} enterprises, {summary.signals} signals, {summary.disputes} disputes to {outdir}")
 
 

@@ -1255,13 +1255,23 @@ def simulate_world(outdir: Path, *, firms: int = 120, months: int = 14, seed: in
                    trouble_rate: float = DEMO_TROUBLE_RATE,
                    payroll_coverage: float = PAYROLL_COVERAGE,
                    water_weekly: float = WATER_WEEKLY_SHARE,
-                   background_complaints: float = BACKGROUND_COMPLAINTS) -> WorldSummary:
-    """Write enterprises.csv, signals.jsonl (arrival order), disputes.jsonl and truth.json."""
+                   background_complaints: float = BACKGROUND_COMPLAINTS,
+                   history_months: int = 0) -> WorldSummary:
+    """Write enterprises.csv, signals.jsonl (arrival order), disputes.jsonl and truth.json.
+
+    With ``history_months``, the district lives that many months before ``start`` unrecorded:
+    signals.jsonl holds what arrives from ``start`` on, so some firms are already in trouble
+    when it begins, as with a feed switched on one day; disputes.jsonl and truth.json keep those
+    months too (a disputes register covers the past)."""
     if months < 1:
         raise ValueError("months must be >= 1")
+    if history_months < 0:
+        raise ValueError("history_months must be >= 0")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    world = build_world(firms=firms, seed=seed, start=start, district=district, noise=noise,
+    recorded_from = start.toordinal() * 1440  # arrival minutes, as _iter_raw counts them
+    world = build_world(firms=firms, seed=seed, start=_add_months(start, -history_months), district=district,
+                        noise=noise,
                         trouble_rate=trouble_rate, payroll_coverage=payroll_coverage, water_weekly=water_weekly,
                         background_complaints=background_complaints)
     end = _add_months(start, months)
@@ -1274,7 +1284,9 @@ def simulate_world(outdir: Path, *, firms: int = 120, months: int = 14, seed: in
     dumps = json.dumps
     with open(outdir / "signals.jsonl", "w", encoding="utf-8") as fh:
         buf = []
-        for _, sig in world._iter_raw(end):
+        for arrival, sig in world._iter_raw(end):
+            if arrival < recorded_from:
+                continue
             buf.append(dumps(sig))
             n += 1
             if len(buf) >= 20000:

@@ -485,3 +485,24 @@ def test_calibration_copy_matches_shared_file():
         S.CLB_MONTH_SHARE_WAGE_ARREARS
     bands = [b[2] for b in S.CLB_PARTICIPANT_BANDS]
     assert bands == list(cal["participants_band_share_pct"].values())
+
+
+def test_a_history_before_the_start_leaves_firms_in_trouble_when_the_signals_begin(tmp_path):
+    """--history-months: the district lives before --start unrecorded. The signals arrive from the
+    start on (a reading of the day before arrives that night), the disputes register keeps the
+    earlier disputes, and some firm's trouble began before the signals did and ends in a dispute
+    after: the year a feed is switched on, not a district that was calm until then."""
+    start = date(2026, 7, 1)
+    simulate_world(tmp_path, firms=60, months=4, seed=5, start=start, trouble_rate=0.4, history_months=6)
+    signals = [json.loads(line) for line in (tmp_path / "signals.jsonl").read_text().splitlines()]
+    observed = [datetime.fromisoformat(s["observed_at"]).date() for s in signals]
+    assert min(observed) >= start - timedelta(days=5) and min(observed) < start + timedelta(days=2)
+    disputes = [date.fromisoformat(json.loads(line)["occurred_on"])
+                for line in (tmp_path / "disputes.jsonl").read_text().splitlines()]
+    assert any(d < start for d in disputes) and any(d >= start for d in disputes)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    underway = [t for t in truth.values() if t.get("onset") and date.fromisoformat(t["onset"]) < start
+                and t.get("dispute") and date.fromisoformat(t["dispute"]) >= start]
+    assert underway
+    with pytest.raises(ValueError, match="history_months"):
+        simulate_world(tmp_path / "bad", firms=5, months=1, history_months=-1)
