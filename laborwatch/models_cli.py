@@ -311,6 +311,10 @@ def _say_disputes_outside(data: dict) -> None:
     if data["disputes_outside_data"]:
         typer.echo(f"disputes: {data['disputes_outside_data']} of {data['disputes']} fall outside the signals' days "
                    f"({data['first_day']} to {data['last_day']}) and are not counted as disputes to warn of", err=True)
+    if data["disputes_too_early_to_warn"]:
+        typer.echo(f"disputes: {data['disputes_too_early_to_warn']} of {data['disputes']} fall in the signals' first "
+                   f"14 days (from {data['first_day']}), too early for any scorer to warn of them 14 days ahead, and "
+                   "are not counted as disputes to warn of", err=True)
 
 
 def describe_levels(levels: dict | None) -> str:

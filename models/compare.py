@@ -22,7 +22,7 @@ import numpy as np
 
 from config.files import Configs
 from models.evaluate import (
-    Capacity, _read_truth, horizon_of, outside_window, replay_both, scorer_figures,
+    Capacity, _read_truth, horizon_of, outside_window, replay_both, scorer_figures, too_early,
     warnings_by_enterprise,
 )
 from models.scoring import Scorer
@@ -50,6 +50,7 @@ def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Pat
         "horizon_days": horizon,
         "data": {"enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
                  "disputes_outside_data": outside_window(found, known, (snaps.first_day, snaps.last_day)),
+                 "disputes_too_early_to_warn": too_early(found, known, (snaps.first_day, snaps.last_day)),
                  "first_day": date.fromordinal(snaps.first_day).isoformat(),
                  "last_day": date.fromordinal(snaps.last_day).isoformat(),
                  "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum())},

@@ -157,12 +157,14 @@ def warnings_by_enterprise(alerts: Sequence[dict], disputes: dict[str, list[int]
     paired bootstrap of ``models.compare`` redraws them).
 
     A dispute to warn of is an enterprise's first within ``window`` (the first and last day of
-    the signals replayed): one before the data begins or after it ends was never the scorer's to
-    warn of, as when a register of disputes covering years meets a few months of signals. An
-    enterprise with a dispute at any time is not a no-dispute enterprise."""
+    the signals replayed) and at least ``WARNED_DAYS`` after its first day: one before the data
+    begins or after it ends was never the scorer's to warn of, as when a register of disputes
+    covering years meets a few months of signals, and one in the data's first 14 days could not
+    be warned 14 days ahead by any scorer (``too_early``), as when a feed is switched on while
+    firms are in trouble. An enterprise with a dispute at any time is not a no-dispute enterprise."""
     first = first_alerts(alerts, LEVEL_RANK["yellow"])
     first_dispute = {eid: inside[0] for eid, days in disputes.items() if eid in enterprises
-                     and (inside := [d for d in days if window[0] <= d <= window[1]])}
+                     and (inside := [d for d in days if window[0] + WARNED_DAYS <= d <= window[1]])}
     leads: dict[str, int | None] = {}
     for eid, day in sorted(first_dispute.items()):
         alert = _day(first[eid]["raised_at"]) if eid in first else None
@@ -173,6 +175,13 @@ def warnings_by_enterprise(alerts: Sequence[dict], disputes: dict[str, list[int]
 def outside_window(disputes: dict[str, list[int]], enterprises: set[str], window: tuple[int, int]) -> int:
     """How many disputes of these enterprises fall before the data's first day or after its last."""
     return sum(not window[0] <= d <= window[1] for eid, days in disputes.items() if eid in enterprises for d in days)
+
+
+def too_early(disputes: dict[str, list[int]], enterprises: set[str], window: tuple[int, int]) -> int:
+    """How many disputes of these enterprises fall in the data's first ``WARNED_DAYS`` days: no
+    scorer can warn of them 14 days ahead, so they are not disputes to warn of."""
+    return sum(window[0] <= d < window[0] + WARNED_DAYS
+               for eid, days in disputes.items() if eid in enterprises for d in days)
 
 
 def warning_figures(alerts: Sequence[dict], disputes: dict[str, list[int]], enterprises: set[str],
@@ -373,6 +382,7 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
         "data": {
             "enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
             "disputes_outside_data": outside_window(found, known, (snaps.first_day, snaps.last_day)),
+            "disputes_too_early_to_warn": too_early(found, known, (snaps.first_day, snaps.last_day)),
             "first_day": date.fromordinal(snaps.first_day).isoformat(),
             "last_day": date.fromordinal(snaps.last_day).isoformat(),
             "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum()),

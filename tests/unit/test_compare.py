@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from models.compare import paired_bootstrap
-from models.evaluate import outside_window, warning_details, warning_figures, warnings_by_enterprise
+from models.evaluate import outside_window, too_early, warning_details, warning_figures, warnings_by_enterprise
 
 DISPUTE_DAY = date(2025, 6, 30)
 
@@ -78,6 +78,20 @@ def test_disputes_outside_the_data_are_not_the_scorers_to_warn_of():
     figures = warning_figures(alerts, disputes, known, (day(first), day(last)))
     assert (figures["disputes"], figures["warned_14d_share"], figures["false_alarm_share"]) == (2, 0.5, 1.0)
     assert outside_window(disputes, known, (day(first), day(last))) == 2
+
+
+def test_a_dispute_in_the_datas_first_14_days_is_no_scorers_to_warn_of():
+    """A feed switched on while a firm is in trouble: a dispute 13 days after the first signal
+    cannot be warned 14 days ahead by anyone, so it is counted apart (too_early) and not in the
+    warned share; 14 days after, it can, and counts."""
+    first, last = date(2025, 4, 1), date(2025, 6, 30)
+    window = (first.toordinal(), last.toordinal())
+    disputes = {"A": [date(2025, 4, 14).toordinal()], "B": [date(2025, 4, 15).toordinal()]}
+    alerts = [_yellow("A", date(2025, 4, 1)), _yellow("B", date(2025, 4, 1))]
+    per = warnings_by_enterprise(alerts, disputes, {"A", "B"}, window)
+    assert per.leads == {"B": 14} and per.calm == set()
+    assert warning_figures(alerts, disputes, {"A", "B"}, window)["warned_14d_share"] == 1.0
+    assert too_early(disputes, {"A", "B"}, window) == 1 and outside_window(disputes, {"A", "B"}, window) == 0
 
 
 def test_the_details_list_each_dispute_misses_first_and_each_alarmed_no_dispute_firm():
