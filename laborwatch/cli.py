@@ -311,7 +311,7 @@ def simulate(
 
 def _register_model_commands() -> None:
     from laborwatch.models_cli import compare_models, evaluate_model, sweep_thresholds, train_model
-    from laborwatch.registry_cli import list_models, promote_model, show_model
+    from laborwatch.registry_cli import list_models, promote_model, shadow_model, show_model
 
     models_app.command("train")(train_model)
     models_app.command("evaluate")(evaluate_model)
@@ -320,6 +320,7 @@ def _register_model_commands() -> None:
     models_app.command("list")(list_models)
     models_app.command("show")(show_model)
     models_app.command("promote")(promote_model)
+    models_app.command("shadow")(shadow_model)
 
 
 _register_model_commands()

@@ -1,4 +1,4 @@
-"""`laborwatch models list`, `models show VERSION` and `models promote VERSION`."""
+"""`laborwatch models list`, `models show VERSION`, `models promote VERSION` and `models shadow VERSION`."""
 from __future__ import annotations
 
 import json
@@ -81,25 +81,68 @@ def promote_model(version: str = typer.Argument(..., help="The version to score 
     """Make VERSION the promoted model; running workers switch to it without a restart."""
     from laborwatch.cli import CliError, _settings
     from models.registry import ModelLoadError, ModelRegistry
-    from streams.broker import BrokerError, discover_broker, ensure_topics
 
     settings = _settings()
     try:
         card = ModelRegistry(settings.resolved_model_dir).promote(version)
     except ModelLoadError as exc:
         raise CliError(f"not promoted: {exc}") from None
+    try:
+        topic = _tell_workers(settings, {"version": card.version})
+    except Exception as exc:  # noqa: BLE001 - reported, the promotion itself stands
+        raise CliError(f"promoted {card.version}, but running workers were not told: {exc}") from None
+    if topic is None:
+        typer.echo(f"promoted {card.version}; no running pipeline found, workers load it when they start")
+    else:
+        typer.echo(f"promoted {card.version}; running workers notified through {topic}")
+
+
+def shadow_model(
+    version: str = typer.Argument(None, help="The version to score with beside the promoted one, or rules-v1."),
+    off: bool = typer.Option(False, "--off", help="Stop shadow scoring."),
+) -> None:
+    """Score every signal with VERSION too, beside the promoted model, without sending its
+    alerts: running workers count what it would have raised or escalated in
+    laborwatch_alert_decisions (role shadow, beside the promoted model's), to compare the two on
+    the live feed before a promotion. They keep it until --off or another version."""
+    from laborwatch.cli import CliError, _settings
+    from models.registry import ModelLoadError, scorer_for
+
+    settings = _settings()
+    if off == (version is not None):
+        raise CliError("give a VERSION to shadow, or --off to stop")
+    if version is not None:
+        from laborwatch.cli import _configs
+
+        try:  # never send what a worker would refuse
+            scorer_for(settings.resolved_model_dir, _configs(settings), version)
+        except ModelLoadError as exc:
+            raise CliError(f"not shadowed: {exc}") from None
+    try:
+        topic = _tell_workers(settings, {"shadow": version})
+    except Exception as exc:  # noqa: BLE001 - reported
+        raise CliError(f"running workers were not told: {exc}") from None
+    if topic is None:
+        raise CliError("no running pipeline found: shadow scoring is for running workers (laborwatch run)")
+    what = f"scoring with {version} in shadow" if version else "stopping shadow scoring"
+    typer.echo(f"running workers notified through {topic}: {what}")
+
+
+def _tell_workers(settings, message: dict) -> str | None:
+    """Publish ``message`` on the model-updates topic, which every running worker reads whole;
+    the topic, or None when no pipeline is running."""
+    from kafka import KafkaProducer
+
+    from streams.broker import discover_broker, ensure_topics
+
     bootstrap = settings.broker.removeprefix("kafka://") if settings.broker else discover_broker(settings.resolved_home)
     if bootstrap is None:
-        typer.echo(f"promoted {card.version}; no running pipeline found, workers load it when they start")
-        return
+        return None
     topic = settings.topic("model-updates")
+    ensure_topics(bootstrap, {topic: 1})
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
-        from kafka import KafkaProducer
-
-        ensure_topics(bootstrap, {topic: 1})
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        producer.send(topic, json.dumps({"version": card.version}).encode()).get(timeout=15)
+        producer.send(topic, json.dumps(message).encode()).get(timeout=15)
+    finally:
         producer.close(timeout=5)
-    except (BrokerError, Exception) as exc:  # noqa: BLE001 - reported, the promotion itself stands
-        raise CliError(f"promoted {card.version}, but running workers were not told: {exc}") from None
-    typer.echo(f"promoted {card.version}; running workers notified through {topic}")
+    return topic

@@ -73,7 +73,8 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
             return f"{version} (yellow {runtime.pipeline.thresholds.yellow:g})"
 
         app = build_app(runtime, broker_url, embedded_broker=embedded,
-                        echo_model=lambda version: echo(f"laborwatch: now scoring with model {scoring(version)}"))
+                        echo_model=lambda version: echo(f"laborwatch: now scoring with model {scoring(version)}"),
+                        say=echo)
         if settings.console_every_seconds > 0:
             add_console_summary(app, runtime, every=settings.console_every_seconds, echo=echo)
         if simulate:

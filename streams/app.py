@@ -88,7 +88,8 @@ class Runtime:
 
 
 def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
-              echo_model: Callable[[str], None] = lambda version: None) -> faust.App:
+              echo_model: Callable[[str], None] = lambda version: None,
+              say: Callable[[str], None] = lambda line: None) -> faust.App:
     settings = runtime.settings
     tuning: dict = {}
     if embedded_broker:
@@ -269,6 +270,8 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
                 # already, and this event is acked when the loop moves on.
                 write_record(enterprise_id, record, event)
                 dirty.pop(enterprise_id, None)
+                for shadow in runtime.pipeline.shadows:  # resolved for the shadow too: like for like
+                    shadow.open_alerts.get(enterprise_id, {}).pop(category, None)
             runtime.metrics.closed_by_feedback.labels(category).inc()
             log.info("alert %s closed by feedback (%s)", alert_id, message.get("outcome"))
 
@@ -337,6 +340,10 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         repo.record_batch(runtime.db, outcome.accepted, outcome.dead_letters, raw)
         started = _lap(stage_seconds["store"], started)
         runtime.metrics.count_outcome(outcome)
+        runtime.metrics.count_decisions("promoted", outcome.alerts)
+        for shadow in runtime.pipeline.shadows:  # what a candidate would have sent: counted, never sent
+            runtime.metrics.count_decisions("shadow", shadow.alerts)
+            shadow.alerts.clear()
         last_event = {}
         for event, env in zip(events, envelopes):
             last_event[env.coords] = event
@@ -417,9 +424,12 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
 
     async def _apply_model_update(raw: bytes) -> None:
         try:
-            version = json.loads(raw)["version"]
+            message = json.loads(raw)
+            if isinstance(message, dict) and "shadow" in message:
+                return await _apply_shadow(message["shadow"])
+            version = message["version"]
         except (ValueError, KeyError, TypeError):
-            log.error("model update refused: not a {\"version\": ...} message: %r", raw[:200])
+            log.error("model update refused: not a {\"version\": ...} or {\"shadow\": ...} message: %r", raw[:200])
             return
         if version == runtime.pipeline.scorer.version:
             return
@@ -432,6 +442,37 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         runtime.metrics.model.info(model_info(runtime.pipeline))
         log.info("now scoring with model %s", version)  # the console line is echo_model's
         echo_model(version)
+
+    async def _apply_shadow(version: str | None) -> None:
+        """A model to score beside the promoted one (``laborwatch models shadow``): every signal
+        is scored by both, and what the shadow would have raised is counted
+        (laborwatch_alert_decisions, role "shadow"), never sent. None stops it. Its open alerts
+        live in this worker's memory: they begin afresh when it starts or is switched."""
+        pipeline = runtime.pipeline
+        if version is None:
+            if pipeline.shadows:
+                pipeline.shadows.clear()
+                runtime.metrics.shadow_model.info({"version": "", "blue": "", "yellow": ""})
+                log.info("shadow scoring stopped")
+                say("laborwatch: shadow scoring stopped")
+            return
+        if not isinstance(version, str):
+            log.error("shadow update refused: the version is not a string: %r", version)
+            return
+        if any(shadow.scorer.version == version for shadow in pipeline.shadows):
+            return
+        try:
+            scorer = await asyncio.to_thread(scorer_for, settings.resolved_model_dir, runtime.configs, version)
+        except ModelLoadError as exc:
+            log.error("shadow update refused: %s", exc)
+            return
+        pipeline.shadows.clear()  # between batches, as a promotion
+        shadow = pipeline.shadow(scorer)
+        t = shadow.thresholds
+        runtime.metrics.shadow_model.info({"version": version, "blue": f"{t.blue:g}", "yellow": f"{t.yellow:g}"})
+        log.info("now scoring with model %s in shadow", version)
+        say(f"laborwatch: shadow scoring with model {version} (yellow {t.yellow:g}): "
+            "its alerts are counted, not sent")
 
     app.laborwatch = dict(signals=signals, deadletter=deadletter, alerts=alerts, queues=queues,
                           enterprises=enterprises)  # type: ignore[attr-defined]

@@ -55,6 +55,13 @@ class Metrics:
         self.open_alerts = Gauge("laborwatch_open_alerts", "Alerts not yet resolved, by level and queue.",
                                  ["level", "queue"], registry=r)
         self.model = Info("laborwatch_model", "The model version scoring signals.", registry=r)
+        self.shadow_model = Info("laborwatch_shadow_model", "The model scoring beside the promoted one in shadow "
+                                 "(laborwatch models shadow; version empty when none).", registry=r)
+        self.alert_decisions = Counter(
+            "laborwatch_alert_decisions",
+            "Alerts raised or escalated, as decided, by the scorer's role: promoted (sent to the queues) or "
+            "shadow (a model scoring beside it, nothing sent).",
+            ["role", "model_version", "level", "category"], registry=r)
         self.last_accepted = Gauge("laborwatch_signals_last_accepted_timestamp_seconds",
                                    "Arrival time of the newest accepted signal, by type.", ["type"], registry=r)
         self.past_sla = Gauge("laborwatch_alerts_past_sla",
@@ -90,6 +97,12 @@ class Metrics:
             self.rejected.labels(reason)
         for stage in STREAM_STAGES:
             self.stage_seconds.labels(stage)
+        self.shadow_model.info({"version": "", "blue": "", "yellow": ""})
+
+    def count_decisions(self, role: str, alerts) -> None:
+        """The alert events one scorer decided in a batch (``role``: promoted or shadow)."""
+        for alert in alerts:
+            self.alert_decisions.labels(role, alert["model_version"], alert["level"], alert["category"]).inc()
 
     def count_outcome(self, outcome) -> None:
         for item in outcome.accepted:

@@ -118,3 +118,68 @@ def _metrics(run: RunningPipeline) -> str:
 
     with urllib.request.urlopen(json.loads((run.home / "run.json").read_text())["metrics_url"], timeout=5) as r:
         return r.read().decode()
+
+
+def _decisions(run: RunningPipeline) -> dict[tuple[str, str], float]:
+    """laborwatch_alert_decisions_total summed by (role, model_version)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(_metrics(run)):
+        for sample in family.samples:
+            if sample.name == "laborwatch_alert_decisions_total":
+                key = (sample.labels["role"], sample.labels["model_version"])
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def test_a_shadow_model_scores_beside_the_promoted_one_and_sends_nothing(tmp_path, shared_dir):
+    """`models shadow VERSION`: a running worker scores every signal with VERSION too and counts
+    what it would have raised, beside the promoted model's own count; every alert stored is still
+    the promoted model's, one for each it decided. A version that cannot load is refused, and
+    --off stops it."""
+    registry = ModelRegistry(tmp_path / "models")
+    card = _tiny_model(registry, seed=2)
+    database_url = f"sqlite:///{tmp_path / 'lw.db'}"
+    env = base_env(tmp_path / "home", database_url, LABORWATCH_MODEL_DIR=str(tmp_path / "models"))
+    default = registry.promoted() or "rules-v1"
+    run = RunningPipeline(tmp_path / "home", env, database_url).start()
+    db = Database(database_url, run_migrations=False)
+    try:
+        cli(["enterprises", "import", str(SAMPLES / "enterprises.csv")], env)
+        refused = cli(["models", "shadow", "m-nope"], env, check=False)
+        assert refused.returncode == 1 and "not shadowed" in refused.stderr
+        told = cli(["models", "shadow", card.version], env)
+        assert "running workers notified" in told.stdout
+        wait_until(lambda: f"shadow scoring with model {card.version} (yellow 0.25)" in run.output(), timeout=30,
+                   what="the worker to start shadow scoring")
+        assert 'laborwatch_shadow_model_info{blue="0.2",version="%s",yellow="0.25"}' % card.version in _metrics(run)
+
+        cli(["ingest", str(SAMPLES / "signals.jsonl")], env)
+        wait_for_verdicts(db, len(split_lines((SAMPLES / "signals.jsonl").read_bytes())), timeout=120)
+
+        def stored_by_version():
+            with db.session() as session:
+                versions = session.execute(select(AlertChange.model_version)).scalars().all()
+            return {v: versions.count(v) for v in set(versions)}
+
+        wait_until(lambda: stored_by_version().get(default, 0) == _decisions(run).get(("promoted", default)),
+                   timeout=60, what="every promoted alert stored")
+        decided = _decisions(run)
+        assert decided.get(("shadow", card.version), 0) > 0, decided
+        assert set(stored_by_version()) == {default}, "the shadow's alerts are never sent"
+        assert {role for role, _ in decided} == {"promoted", "shadow"}
+
+        from kafka import KafkaProducer
+        from streams.broker import discover_broker
+
+        producer = KafkaProducer(bootstrap_servers=discover_broker(tmp_path / "home"))
+        producer.send("laborwatch.model-updates", b'{"shadow": 42}').get(timeout=10)
+        producer.close()
+        wait_until(lambda: "shadow update refused" in run.output(), timeout=30, what="the refusal")
+        cli(["models", "shadow", "--off"], env)
+        wait_until(lambda: "shadow scoring stopped" in run.output(), timeout=30, what="the stop")
+        assert 'laborwatch_shadow_model_info{blue="",version="",yellow=""}' in _metrics(run)
+    finally:
+        db.dispose()
+        assert run.stop() == 0, run.output()[-3000:]
