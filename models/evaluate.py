@@ -3,8 +3,9 @@
 Both scorers run inside the pipeline over the same files (``streams.backtest.Replay``, the very
 code of the stream and ``backtest``), so the alert levels and their dates are the ones the stream
 would raise. One replay serves both: the second scorer is the pipeline's shadow
-(``streams.pipeline.Shadow``), deciding its alerts on the same feature rows. On the way, weekly point-in-time snapshots (Mondays 00:00 China time) are read and
-scored by both, with labels "a dispute within the model's horizon".
+(``streams.pipeline.Shadow``), deciding its alerts on the same feature rows. On the way, weekly
+point-in-time snapshots (Mondays 00:00 China time) are read and scored by both, with labels "a
+dispute within the model's horizon".
 
 Figures, for the model and the rules side by side:
 

@@ -314,6 +314,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         outcome: Outcome = runtime.pipeline.process(
             envelopes, registry=runtime.registry, load_record=load_record, seen=runtime.seen
         )
+        shadows = list(runtime.pipeline.shadows)  # the ones that scored this batch, whatever comes meanwhile
         started = _lap(stage_seconds["pipeline"], started)
         # Effects in an order that survives a crash anywhere (see streams.pipeline): first what
         # leaves the process, delivered; then the store; the changed records wait for the next
@@ -341,7 +342,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         started = _lap(stage_seconds["store"], started)
         runtime.metrics.count_outcome(outcome)
         runtime.metrics.count_decisions("promoted", outcome.alerts)
-        for shadow in runtime.pipeline.shadows:  # what a candidate would have sent: counted, never sent
+        for shadow in shadows:  # what a candidate would have sent: counted, never sent
             runtime.metrics.count_decisions("shadow", shadow.alerts)
             shadow.alerts.clear()
         last_event = {}
