@@ -272,3 +272,34 @@ def test_a_signal_file_saved_by_windows_tools_or_gzipped_replays_as_the_original
     (tmp_path / "cut.jsonl.gz").write_bytes((tmp_path / "signals.jsonl.gz").read_bytes()[:5000])
     with pytest.raises(ValueError, match=r"cut.jsonl.gz: a gzip file that cannot be decompressed"):
         run_backtest(CONFIGS, folder / "enterprises.csv", tmp_path / "cut.jsonl.gz", io.StringIO())
+
+
+def test_lines_that_fail_validation_move_no_snapshot_whatever_their_time(world, tmp_path):
+    """The snapshot replay reads each line's time without validating it whole; lines that parse
+    and carry a time but fail the contract (a negative reading, a year before the data; a bad
+    type, weeks after it; a NaN, at an as-of instant) change neither the data's first and last
+    day nor any snapshot row."""
+    lines = (world / "signals.jsonl").read_bytes().splitlines()
+    eid = json.loads(lines[0])["enterprise_id"]
+    first = datetime.fromisoformat(json.loads(lines[0])["observed_at"])
+    last = max(datetime.fromisoformat(json.loads(line)["observed_at"]) for line in lines)
+    monday = as_of_instant(default_as_of_dates(first, last)[3])
+
+    def bad(at: datetime, **fields) -> bytes:
+        body = {"signal_id": f"bad-{at.isoformat()}", "type": "utility", "enterprise_id": eid,
+                "observed_at": at.isoformat(), "source": "grid-power", "utility": "electricity", "unit": "kWh",
+                "meter_id": "E1", "reading_date": at.date().isoformat(), "consumption": 10.0, **fields}
+        return json.dumps(body).encode()
+
+    # the NaN line comes right before the first good one past the instant: the one the snapshot waits for
+    at = next(i for i, line in enumerate(lines) if datetime.fromisoformat(json.loads(line)["observed_at"]) >= monday)
+    noisy = ([bad(first - timedelta(days=365), consumption=-5.0)] + lines[:at] + [bad(monday, consumption=float("nan"))]
+             + lines[at:] + [bad(last + timedelta(days=40), type="meter")])
+    (tmp_path / "signals.jsonl").write_bytes(b"\n".join(noisy) + b"\n")
+    clean = build_snapshots(world / "enterprises.csv", world / "signals.jsonl", configs=CONFIGS)
+    got, replay = replay_with_snapshots(world / "enterprises.csv", tmp_path / "signals.jsonl", configs=CONFIGS)
+    assert {reason: n for reason, n in replay.rejected.items() if reason != "duplicate"} == {
+        "out_of_range": 1, "invalid_json": 1, "schema_violation": 1}  # the three bad lines (NaN: not JSON)
+    assert (got.first_day, got.last_day) == (clean.first_day, clean.last_day)
+    assert np.array_equal(got.as_of, clean.as_of) and np.array_equal(got.enterprise_ids, clean.enterprise_ids)
+    assert np.array_equal(got.X, clean.X)
