@@ -265,6 +265,21 @@ FEATURE_TEXT: dict[str, str] = {
 }
 
 
+def is_sign(name: str, value: float) -> bool:
+    """Whether ``value`` of feature ``name`` is a sign an inspector can read and check on site,
+    which a reason on an alert must be: a meter at least 10% below its baseline, a headcount down
+    at least 5%, at least 5% of a period unpaid, any lateness, arrears, complaint or finding. A
+    model may still weigh less than that (trees split where the data splits, a headcount up 1%
+    among them): it counts in the score, but "headcount changed +1%" is no reason to visit."""
+    if "_ratio_" in name:
+        return value <= 0.9
+    if name == "headcount_change_3m":
+        return value <= -0.05
+    if "_share_" in name:
+        return value >= 0.05
+    return value > 0
+
+
 def within_grace(name: str, value: float) -> bool:
     """A lateness that the wage regulation allows (at most ``GRACE_DAYS``): still a sign the model
     weighs, which the reason says is lawful so that an inspector does not read it as a breach."""

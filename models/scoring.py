@@ -55,7 +55,8 @@ class ModelScorer:
     Reasons are the features that pushed this enterprise's score: for each, how much the
     probability falls when that feature alone is put back to its "nothing unusual" value. They
     are computed only for rows at or above ``explain_above`` (the rows that can raise an alert),
-    in one more batched call.
+    in one more batched call, and a feature is named only when its value is a sign an inspector
+    can check (``models.features.is_sign``); when none is, the reason is the overall pattern.
     """
 
     def __init__(self, estimator, card, explain_above: float = 0.2, max_reasons: int = 3):
@@ -84,7 +85,7 @@ class ModelScorer:
     def _score(self, rows: Sequence[dict[str, float]]) -> list[Scored]:
         import numpy as np
 
-        from models.features import describe
+        from models.features import describe, is_sign
 
         X = np.array([[row[n] for n in self._names] for row in rows], dtype=float)
         p = self.estimator.predict_proba(X)[:, 1]
@@ -98,7 +99,8 @@ class ModelScorer:
             without = self.estimator.predict_proba(probes)[:, 1].reshape(flagged.size, k)
             for r, i in enumerate(flagged):
                 pushes = sorted(
-                    ((p[i] - without[r, j], col) for j, col in enumerate(self._explained)), reverse=True
+                    ((p[i] - without[r, j], col) for j, col in enumerate(self._explained)
+                     if is_sign(self._names[col], X[i, col])), reverse=True
                 )
                 chosen = [
                     {"code": self._names[col], "text": describe(self._names[col], X[i, col]),

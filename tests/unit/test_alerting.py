@@ -215,6 +215,36 @@ def test_reasons_sorted_by_weight_and_rendered():
     assert CONFIGS.levels.level_for(scored.score) == "red"
 
 
+def test_a_model_names_only_signs_an_inspector_can_check():
+    """A fitted tree that learnt "headcount up at all" as risk: the score keeps it, but the alert
+    does not say "headcount changed +1%"; it names the real sign beside it, and when there is
+    none, the overall pattern."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from sklearn.tree import DecisionTreeClassifier
+
+    from models.features import NEUTRAL as RESTING
+    from models.scoring import ModelScorer
+
+    names = list(FEATURE_NAMES)
+    head, power = names.index("headcount_change_3m"), names.index("electricity_ratio_28d_56d")
+    X = np.tile([RESTING[n] for n in names], (400, 1))
+    # four groups of 100: headcount up 1% or not, meters 40% down or not; half the firms of a
+    # group with one of the two end in a dispute, all of those with both, none with neither
+    X[:, head] = np.repeat([0.0, 0.01, 0.0, 0.01], 100)
+    X[:, power] = np.repeat([1.0, 1.0, 0.6, 0.6], 100)
+    y = np.concatenate([np.zeros(100), np.tile([0, 1], 50), np.tile([0, 1], 50), np.ones(100)]).astype(int)
+    tree = DecisionTreeClassifier(random_state=0).fit(X, y)
+    scorer = ModelScorer(tree, SimpleNamespace(version="m-test", levels=None, reference=None))
+    row = dict(zip(names, X[0])) | {"headcount_change_3m": 0.01}
+    up_only, up_and_dark = scorer.score([row, row | {"electricity_ratio_28d_56d": 0.6}])
+    assert up_only.score == 0.5 and [r["code"] for r in up_only.reasons] == ["pattern"]
+    assert up_and_dark.score == 1.0 and [r["code"] for r in up_and_dark.reasons] == ["electricity_ratio_28d_56d"]
+    down = scorer.score([row | {"headcount_change_3m": -0.3, "electricity_ratio_28d_56d": 0.6}])[0]
+    assert "headcount_change_3m" not in [r["code"] for r in down.reasons]  # a fall the tree never saw: no push
+
+
 @pytest.mark.parametrize(
     "overdue, level",
     [(5.0, None), (6.0, "yellow"), (31.0, "orange"), (62.0, "red")],
