@@ -15,15 +15,13 @@ is called only when its interval leaves out 0.
 """
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 from config.files import Configs
 from models.evaluate import (
-    Capacity, _read_truth, horizon_of, outside_window, replay_both, scorer_figures, too_early,
-    warnings_by_enterprise,
+    Capacity, _read_truth, horizon_of, replay_both, scorer_figures, warnings_by_enterprise,
 )
 from models.scoring import Scorer
 from models.snapshots import SILENT, Progress, Snapshots
@@ -44,17 +42,9 @@ def compare(candidate: Scorer, baseline: Scorer, enterprises: Path, signals: Pat
     found, snaps, y, mask = both.found, both.snaps, both.y, both.mask
     runs = dict(zip(("candidate", "baseline"), both.runs))
     scores = dict(zip(("candidate", "baseline"), both.scores))
-    known = set(both.replay.records)
+    known = both.known
     truth = _read_truth(disputes)
-    result: dict = {
-        "horizon_days": horizon,
-        "data": {"enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
-                 "disputes_outside_data": outside_window(found, known, (snaps.first_day, snaps.last_day)),
-                 "disputes_too_early_to_warn": too_early(found, known, (snaps.first_day, snaps.last_day)),
-                 "first_day": date.fromordinal(snaps.first_day).isoformat(),
-                 "last_day": date.fromordinal(snaps.last_day).isoformat(),
-                 "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum())},
-    }
+    result: dict = {"horizon_days": horizon, "data": both.data()}
     for name, scorer in (("candidate", candidate), ("baseline", baseline)):
         result[name] = scorer_figures(runs[name], scores[name], snaps, y, mask, found, known, capacity,
                                       both.replay.registry, truth)

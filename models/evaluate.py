@@ -306,6 +306,26 @@ class Replayed:
     mask: np.ndarray
     scores: tuple[np.ndarray, np.ndarray]  # each scorer's scores of the snapshots
 
+    @property
+    def known(self) -> set[str]:
+        """The enterprises with any accepted signal."""
+        return set(self.replay.records)
+
+    def data(self) -> dict:
+        """What the files gave, for ``metrics.json`` and ``comparison.json`` alike: enterprises,
+        disputes (and those outside the data or too early to warn of), the data's days, the
+        snapshot rows."""
+        found, known, snaps = self.found, self.known, self.snaps
+        window = (snaps.first_day, snaps.last_day)
+        return {
+            "enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
+            "disputes_outside_data": outside_window(found, known, window),
+            "disputes_too_early_to_warn": too_early(found, known, window),
+            "first_day": date.fromordinal(snaps.first_day).isoformat(),
+            "last_day": date.fromordinal(snaps.last_day).isoformat(),
+            "snapshot_rows": int(self.mask.sum()), "snapshot_positives": int(self.y[self.mask].sum()),
+        }
+
 
 def replay_both(first: Scorer, second: Scorer, enterprises: Path, signals: Path, disputes: Path,
                 configs: Configs, horizon: int, progress: Progress) -> Replayed:
@@ -374,19 +394,14 @@ def evaluate(scorer: Scorer, rules_scorer: Scorer, enterprises: Path, signals: P
     both = replay_both(scorer, rules_scorer, enterprises, signals, disputes, configs, horizon, progress)
     found, snaps, y, mask, replay = both.found, both.snaps, both.y, both.mask, both.replay
     scores = dict(zip(("model", "rules"), both.scores))
-    known = set(replay.records)  # enterprises with any accepted signal
+    known = both.known
     truth = _read_truth(disputes)
 
     result: dict = {
         "horizon_days": horizon,
         "capacity_per_week": capacity.model_dump(),
         "data": {
-            "enterprises": len(known), "disputes": sum(len(v) for k, v in found.items() if k in known),
-            "disputes_outside_data": outside_window(found, known, (snaps.first_day, snaps.last_day)),
-            "disputes_too_early_to_warn": too_early(found, known, (snaps.first_day, snaps.last_day)),
-            "first_day": date.fromordinal(snaps.first_day).isoformat(),
-            "last_day": date.fromordinal(snaps.last_day).isoformat(),
-            "snapshot_rows": int(mask.sum()), "snapshot_positives": int(y[mask].sum()),
+            **both.data(),
             "as_of_dates": len(snaps.as_of_dates), "signals_accepted": replay.accepted,
             "signals_rejected": dict(replay.rejected),
             "signals_rejected_first": replay.first_rejected,
