@@ -270,8 +270,6 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
                 # already, and this event is acked when the loop moves on.
                 write_record(enterprise_id, record, event)
                 dirty.pop(enterprise_id, None)
-                for shadow in runtime.pipeline.shadows:  # resolved for the shadow too: like for like
-                    shadow.open_alerts.get(enterprise_id, {}).pop(category, None)
             runtime.metrics.closed_by_feedback.labels(category).inc()
             log.info("alert %s closed by feedback (%s)", alert_id, message.get("outcome"))
 
@@ -448,7 +446,9 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         """A model to score beside the promoted one (``laborwatch models shadow``): every signal
         is scored by both, and what the shadow would have raised is counted
         (laborwatch_alert_decisions, role "shadow"), never sent. None stops it. Its open alerts
-        live in this worker's memory: they begin afresh when it starts or is switched."""
+        are kept in the enterprise records (``EnterpriseRecord.shadow_alerts``), so they outlive
+        a restart or a hand-over; another version begins afresh, and after a stop each record
+        forgets them with its next signal."""
         pipeline = runtime.pipeline
         if version is None:
             if pipeline.shadows:

@@ -49,6 +49,10 @@ class EnterpriseRecord:
     state: EnterpriseState
     alerts: dict[str, dict] = field(default_factory=dict)
     applied: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> last offset
+    # The open alerts of each model scoring in shadow (version -> category -> alert): kept with the
+    # record, so that a restart or a hand-over does not make a shadow raise again on every firm
+    # already at risk (its decisions would then outnumber the promoted model's for no reason).
+    shadow_alerts: dict[str, dict[str, dict]] = field(default_factory=dict)
 
     def has_applied(self, env: Envelope) -> bool:
         return self.applied.get(f"{env.topic}/{env.partition}", -1) >= env.offset
@@ -62,14 +66,26 @@ class EnterpriseRecord:
         for category, entry in list(self.alerts.items()):
             if entry["alert_id"] == alert_id:
                 del self.alerts[category]
+                for book in self.shadow_alerts.values():  # resolved for the shadows too: like for like
+                    book.pop(category, None)
                 return category
         return None
+
+    def keep_shadows(self, shadowed: Sequence[str]) -> None:
+        """Forget the open alerts of models no longer scoring in shadow: one shadowed again
+        later starts afresh, as a new one does."""
+        for version in [v for v in self.shadow_alerts if v not in shadowed]:
+            del self.shadow_alerts[version]
 
     # Both directions copy: the table keeps the dict it is given (memory://), and a record that a
     # failed batch changed in place must not change what the retry reads back from the table.
     def to_dict(self) -> dict:
-        return {"state": self.state.to_dict(), "alerts": {c: dict(e) for c, e in self.alerts.items()},
-                "applied": dict(self.applied)}
+        out = {"state": self.state.to_dict(), "alerts": {c: dict(e) for c, e in self.alerts.items()},
+               "applied": dict(self.applied)}
+        shadows = {v: {c: dict(e) for c, e in book.items()} for v, book in self.shadow_alerts.items() if book}
+        if shadows:  # no key at all without a shadow: the records of a worker that never had one stay as they were
+            out["shadow_alerts"] = shadows
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "EnterpriseRecord":
@@ -77,6 +93,8 @@ class EnterpriseRecord:
             state=EnterpriseState.from_dict(data["state"]),
             alerts={c: dict(e) for c, e in data["alerts"].items()},
             applied=dict(data["applied"]),
+            shadow_alerts={v: {c: dict(e) for c, e in book.items()}
+                           for v, book in data.get("shadow_alerts", {}).items()},
         )
 
     @classmethod
@@ -102,13 +120,13 @@ class Outcome:
 @dataclass
 class Shadow:
     """A second scorer beside the pipeline's: it scores the same feature rows and decides alerts
-    by the same rules, on open alerts of its own, and what it raises stays here (nothing of it is
-    published or stored). Two scorers compared on one replay share the validation, the state and
-    the features, which do not depend on the scorer."""
+    by the same rules, on open alerts of its own (each enterprise record's ``shadow_alerts``
+    under the scorer's version), and what it raises stays here (nothing of it is published or
+    stored). Two scorers compared on one replay share the validation, the state and the
+    features, which do not depend on the scorer."""
 
     scorer: Scorer
     thresholds: Thresholds
-    open_alerts: dict[str, dict[str, dict]] = field(default_factory=dict)  # enterprise -> category -> alert
     alerts: list[dict] = field(default_factory=list)  # unrouted alert events, in order
 
 
@@ -230,10 +248,15 @@ class Pipeline:
             for (record, signal, env, _, _), scored in zip(pending, scores):
                 self._decide(record.alerts, signal, scored, registry, out.alerts, env.received_at,
                              self.scorer.version, self.thresholds)
+            shadowed = [shadow.scorer.version for shadow in self.shadows]
+            for record in out.records.values():
+                if record.shadow_alerts:
+                    record.keep_shadows(shadowed)
             for shadow in self.shadows:
-                for (_, signal, env, _, _), scored in zip(pending, shadow.scorer.score(rows)):
-                    self._decide(shadow.open_alerts.setdefault(signal["enterprise_id"], {}), signal, scored,
-                                 registry, shadow.alerts, env.received_at, shadow.scorer.version, shadow.thresholds)
+                version = shadow.scorer.version
+                for (record, signal, env, _, _), scored in zip(pending, shadow.scorer.score(rows)):
+                    self._decide(record.shadow_alerts.setdefault(version, {}), signal, scored, registry,
+                                 shadow.alerts, env.received_at, version, shadow.thresholds)
         return out
 
     def _decide(self, book: dict[str, dict], signal, scored, registry: Registry, sink: list[dict],

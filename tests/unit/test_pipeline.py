@@ -408,3 +408,61 @@ def test_a_table_value_never_changes_behind_the_tables_back():
     again = h.records[EID].to_dict()
     h.process([h.envelope(inspection("2025-06-25", workers=80, findings=["wage_arrears"]))])
     assert again["applied"] != h.records[EID].to_dict()["applied"]
+
+
+# --- the shadow's open alerts live in the record --------------------------------------------------
+class _Renamed(RulesScorer):
+    """The rules under another version: a second model that decides as the first."""
+
+    def __init__(self, version: str):
+        super().__init__(CONFIGS.rules)
+        self.version = version
+
+
+def _through_the_table(h: Harness) -> None:
+    """What a restart or a hand-over does to the records: the table's JSON, decoded again."""
+    h.records = {eid: EnterpriseRecord.from_dict(json.loads(json.dumps(r.to_dict()))) for eid, r in h.records.items()}
+
+
+def test_a_shadows_open_alerts_outlive_a_restart_and_a_resolution_closes_them():
+    h = Harness()
+    shadow = h.pipeline.shadow(_Renamed("m-shadow"))
+    h.process([h.envelope(unpaid_wage("2025-01", "2025-02-07", "2025-02-14"))])  # yellow, for both
+    assert [a["level"] for a in shadow.alerts] == ["yellow"]
+    assert set(h.records[EID].to_dict()["shadow_alerts"]["m-shadow"]) == {"risk"}
+
+    _through_the_table(h)
+    h.pipeline.shadows.clear()  # a restarted worker reads the shadow again from the model-updates topic
+    shadow = h.pipeline.shadow(_Renamed("m-shadow"))
+    h.process([h.envelope(unpaid_wage("2025-01", "2025-02-07", "2025-02-15"))])  # still yellow: no news
+    assert shadow.alerts == [], "a restart must not make the shadow raise again on a firm already at risk"
+    h.process([h.envelope(unpaid_wage("2025-01", "2025-02-07", "2025-03-12"))])  # orange
+    assert [(a["level"], a["revision"]) for a in shadow.alerts] == [("orange", 2)]
+
+    # An inspector resolves the promoted model's alert: the shadow's of that category closes too.
+    record = h.records[EID]
+    assert record.close_alert(record.alerts["risk"]["alert_id"]) == "risk"
+    assert record.shadow_alerts == {"m-shadow": {}}
+    _through_the_table(h)
+    assert "shadow_alerts" not in h.records[EID].to_dict()
+    shadow.alerts.clear()
+    h.process([h.envelope(unpaid_wage("2025-01", "2025-02-07", "2025-03-13"))])
+    assert [(a["level"], a["revision"]) for a in shadow.alerts] == [("orange", 1)], "a new alert, not an escalation"
+
+
+def test_another_shadow_begins_afresh_and_a_stopped_one_is_forgotten():
+    h = Harness()
+    h.pipeline.shadow(_Renamed("m-first"))
+    h.process([h.envelope(unpaid_wage("2025-01", "2025-02-07", "2025-02-14"))])
+    assert set(h.records[EID].shadow_alerts) == {"m-first"}
+
+    h.pipeline.shadows.clear()
+    second = h.pipeline.shadow(_Renamed("m-second"))
+    h.process([h.envelope(unpaid_wage("2025-01", "2025-02-07", "2025-02-15"))])
+    assert [a["level"] for a in second.alerts] == ["yellow"], "the new version has no open alert yet"
+    assert set(h.records[EID].shadow_alerts) == {"m-second"}
+
+    h.pipeline.shadows.clear()  # models shadow --off
+    h.process([h.envelope(unpaid_wage("2025-01", "2025-02-07", "2025-02-16"))])
+    assert h.records[EID].shadow_alerts == {}
+    assert "shadow_alerts" not in h.records[EID].to_dict()
