@@ -235,12 +235,16 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
     async def _process_batch_clean(events: list[EventT]) -> None:
         todo = list(unacked) if replay_unacked[0] else events
         try:
-            await _process_batch(todo)
+            await _process_batch(todo, events)
         except BaseException:
             # The pipeline changed decoded records in place before the step that failed: the
-            # retry starts again from the table, with every signal since the checkpoint.
+            # retry starts again from the table, with every signal since the checkpoint, and
+            # decides the shadow's alerts again as it does the promoted model's (those of the
+            # failed attempt, never counted, go with its outcome).
             decoded.clear()
             dirty.clear()
+            for shadow in runtime.pipeline.shadows:
+                shadow.alerts.clear()
             replay_unacked[0] = True
             raise
         replay_unacked[0] = False
@@ -294,7 +298,10 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
 
     stage_seconds = {stage: runtime.metrics.stage_seconds.labels(stage) for stage in STREAM_STAGES}
 
-    async def _process_batch(events: list[EventT]) -> None:
+    async def _process_batch(events: list[EventT], fresh: list[EventT]) -> None:
+        """Process ``events``; ``fresh`` are those of them never processed before (all but
+        after a failed attempt, when ``events`` are every signal since the checkpoint), the
+        only ones the counters count."""
         started = time.perf_counter()
         received_at = datetime.now(timezone.utc)
         envelopes = [
@@ -338,10 +345,11 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         # heartbeats go on from Faust's consumer thread (the drivers release the GIL meanwhile).
         repo.record_batch(runtime.db, outcome.accepted, outcome.dead_letters, raw)
         started = _lap(stage_seconds["store"], started)
-        runtime.metrics.count_outcome(outcome)
-        runtime.metrics.count_decisions("promoted", outcome.alerts)
+        counted = _Counted(outcome, fresh if fresh is not events else None)
+        runtime.metrics.count_outcome(counted.outcome)
+        runtime.metrics.count_decisions("promoted", counted.alerts(outcome.alerts))
         for shadow in shadows:  # what a candidate would have sent: counted, never sent
-            runtime.metrics.count_decisions("shadow", shadow.alerts)
+            runtime.metrics.count_decisions("shadow", counted.alerts(shadow.alerts))
             shadow.alerts.clear()
         last_event = {}
         for event, env in zip(events, envelopes):
@@ -485,6 +493,28 @@ def model_info(pipeline: Pipeline) -> dict[str, str]:
     config/levels.yaml's): laborwatch_model_info's labels."""
     t = pipeline.thresholds
     return {"version": pipeline.scorer.version, "blue": f"{t.blue:g}", "yellow": f"{t.yellow:g}"}
+
+
+class _Counted:
+    """What of a batch's outcome the counters count: all of it, or after a failed attempt only
+    what the ``fresh`` events brought. A redone batch decides again on every signal since the
+    checkpoint, and those before ``fresh`` were counted when their own batch went through."""
+
+    def __init__(self, outcome: Outcome, fresh: list[EventT] | None) -> None:
+        if fresh is None:
+            self.outcome, self._signals = outcome, None
+            return
+        coords = {(e.message.topic, e.message.partition, e.message.offset) for e in fresh}
+        accepted = [a for a in outcome.accepted if a.envelope.coords in coords]
+        letters = [d for d in outcome.dead_letters if (d["topic"], d["partition"], d["offset"]) in coords]
+        self.outcome = Outcome(dead_letters=letters, accepted=accepted)
+        self._signals = {(a.signal["enterprise_id"], a.signal["signal_id"]) for a in accepted}
+
+    def alerts(self, alerts: list[dict]) -> list[dict]:
+        """Those of ``alerts`` triggered by a counted signal."""
+        if self._signals is None:
+            return alerts
+        return [a for a in alerts if (a["enterprise_id"], a["triggered_by"]) in self._signals]
 
 
 def _no_streaming_before_seek(app: faust.App) -> None:

@@ -72,8 +72,8 @@ class EnterpriseRecord:
         return None
 
     def keep_shadows(self, shadowed: Sequence[str]) -> None:
-        """Forget the open alerts of models no longer scoring in shadow: one shadowed again
-        later starts afresh, as a new one does."""
+        """Forget the open alerts of models no longer scoring in shadow, so that one shadowed
+        again later starts afresh at this enterprise."""
         for version in [v for v in self.shadow_alerts if v not in shadowed]:
             del self.shadow_alerts[version]
 

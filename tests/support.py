@@ -116,16 +116,29 @@ def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def accepted_by(pipeline: RunningPipeline) -> float:
-    """Signals this `laborwatch run` process accepted itself (its laborwatch_signals_accepted
-    counter, summed over types), read from the metrics endpoint run.json names."""
+def metric_sums(pipeline: RunningPipeline, sample: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """The samples named ``sample`` (``laborwatch_signals_accepted_total``) that this `laborwatch
+    run` process exposes on the metrics endpoint run.json names, summed by ``labels``."""
     import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
 
     url = json.loads((pipeline.home / "run.json").read_text())["metrics_url"]
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("laborwatch_signals_accepted_total{"))
+    out: dict[tuple[str, ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample:
+                key = tuple(s.labels[label] for label in labels)
+                out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+def accepted_by(pipeline: RunningPipeline) -> float:
+    """Signals this `laborwatch run` process accepted itself (its laborwatch_signals_accepted
+    counter, summed over types)."""
+    return metric_sums(pipeline, "laborwatch_signals_accepted_total").get((), 0.0)
 
 
 def backtest_samples(folder: Path, env: dict[str, str]) -> list[dict]:

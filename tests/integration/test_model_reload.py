@@ -18,7 +18,8 @@ from alerts.store.models import AlertChange
 from models.features import FEATURE_NAMES, NEUTRAL
 from models.registry import ModelRegistry
 from streams.ingest import split_lines
-from tests.support import SAMPLES, RunningPipeline, base_env, cli, wait_for_verdicts, wait_until
+from tests.support import (SAMPLES, RunningPipeline, base_env, cli, metric_sums, wait_for_verdicts,
+                           wait_until)
 
 pytestmark = pytest.mark.broker
 
@@ -122,15 +123,7 @@ def _metrics(run: RunningPipeline) -> str:
 
 def _decisions(run: RunningPipeline) -> dict[tuple[str, str], float]:
     """laborwatch_alert_decisions_total summed by (role, model_version)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(_metrics(run)):
-        for sample in family.samples:
-            if sample.name == "laborwatch_alert_decisions_total":
-                key = (sample.labels["role"], sample.labels["model_version"])
-                out[key] = out.get(key, 0.0) + sample.value
-    return out
+    return metric_sums(run, "laborwatch_alert_decisions_total", "role", "model_version")
 
 
 def test_a_shadow_model_scores_beside_the_promoted_one_and_sends_nothing(tmp_path, shared_dir):

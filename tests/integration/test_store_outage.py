@@ -17,7 +17,7 @@ from alerts.store.repo import counts
 from streams.broker import EmbeddedBroker
 from tests.conftest import POSTGRES_URL, _fresh_postgres_database
 from tests.support import (SAMPLES, RunningPipeline, alert_changes, backtest_samples, base_env, cli,
-                           stored_alert_changes, wait_for_verdicts, wait_until)
+                           metric_sums, stored_alert_changes, wait_for_verdicts, wait_until)
 
 pytestmark = pytest.mark.broker
 
@@ -56,6 +56,12 @@ def test_a_database_outage_mid_stream_loses_and_doubles_nothing(tmp_path, shared
         db = Database(postgres_url, run_migrations=False)
         try:
             cli(["enterprises", "import", str(SAMPLES / "enterprises.csv")], env)
+            # The promoted model in shadow too: it must decide, and be counted, as the promoted one.
+            promoted = next(line.split()[1] for line in cli(["models", "list"], env).stdout.splitlines()
+                            if line.startswith("* "))
+            cli(["models", "shadow", promoted], env)
+            wait_until(lambda: f"shadow scoring with model {promoted}" in run.output(), timeout=30,
+                       what="the worker to start shadow scoring")
             cli(["ingest", str(SAMPLES / "signals.jsonl")], env)
             wait_until(lambda: counts(db).accepted >= 2000, timeout=120, what="the worker to get going")
             db.dispose()
@@ -74,6 +80,13 @@ def test_a_database_outage_mid_stream_loses_and_doubles_nothing(tmp_path, shared
             final = counts(db)
             assert (final.accepted, final.rejected) == (expected["accepted"], len(expected["rejected"]))
             assert stored_alert_changes(db) == want
+            # The batch redone after the outage decides again on every signal since the last
+            # checkpoint; the counters count each signal and each decision once all the same.
+            signals = {name: metric_sums(run, f"laborwatch_signals_{name}_total").get((), 0.0)
+                       for name in ("accepted", "rejected")}
+            assert signals == {"accepted": expected["accepted"], "rejected": len(expected["rejected"])}
+            assert metric_sums(run, "laborwatch_alert_decisions_total", "role") == {
+                ("promoted",): len(want), ("shadow",): len(want)}
             assert run.proc.poll() is None, "the worker must wait the outage out, not stop"
         finally:
             assert run.stop() == 0, run.output()[-3000:]
