@@ -107,15 +107,18 @@ class Rule(_Strict):
             self.render(1.0)
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(
-                f"text: bad placeholder ({exc}); use {{value}}, {{pct}}, {{drop}} or {{neg}}"
+                f"text: bad placeholder ({exc}); use {{value}}, {{pct}}, {{drop}}, {{neg}} or {{s}}"
             ) from None
         return self
 
     def render(self, value: float) -> str:
         """The reason in words: ``pct`` is the value in percent, ``drop`` how far a ratio fell
-        below 1 in percent, ``neg`` a negative change in percent."""
+        below 1 in percent, ``neg`` a negative change in percent, ``s`` a plural's "s" ("" when
+        the value reads as 1)."""
+        from models.features import plural
+
         return self.text.format(
-            value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100
+            value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100, s=plural(value)
         )
 
     def fires(self, value: float) -> bool:

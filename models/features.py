@@ -233,31 +233,31 @@ NEUTRAL: dict[str, float] = {name: (1.0 if "_ratio_" in name else 0.0) for name 
 FEATURE_TEXT: dict[str, str] = {
     "electricity_ratio_7d_56d": "electricity {drop:.0f}% below its own 8-week baseline (last 7 days)",
     "electricity_ratio_28d_56d": "electricity {drop:.0f}% below its own 8-week baseline (last 4 weeks)",
-    "electricity_days_since_reading": "electricity reading overdue by {value:.0f} days",
+    "electricity_days_since_reading": "electricity reading overdue by {value:.0f} day{s}",
     "water_ratio_7d_56d": "water {drop:.0f}% below its own 8-week baseline (last 7 days)",
     "water_ratio_28d_56d": "water {drop:.0f}% below its own 8-week baseline (last 4 weeks)",
-    "water_days_since_reading": "water reading overdue by {value:.0f} days",
-    "wage_days_overdue_max": "wages unpaid {value:.0f} days after the statutory pay day",
-    "wage_arrears_months": "{value:.0f} pay period(s) in arrears",
+    "water_days_since_reading": "water reading overdue by {value:.0f} day{s}",
+    "wage_days_overdue_max": "wages unpaid {value:.0f} day{s} after the statutory pay day",
+    "wage_arrears_months": "{value:.0f} pay period{s} in arrears",
     "wage_unpaid_share_past_grace":
         f"{{pct:.0f}}% of the last pay period's wages still unpaid after the {GRACE_DAYS} days' grace",
     "wage_unpaid_share_after_pay_day": "{pct:.0f}% of the last pay period's wages unpaid after the pay day",
     "wage_arrears_per_worker": "arrears of about {value:,.0f} yuan per worker",
-    "wage_days_late_max_180d": "wages paid up to {value:.0f} days late in the last 180 days",
-    "wage_late_count_180d": "wages paid late {value:.0f} times in the last 180 days",
-    "wage_days_since_record": "no payroll record for {value:.0f} days",
+    "wage_days_late_max_180d": "wages paid up to {value:.0f} day{s} late in the last 180 days",
+    "wage_late_count_180d": "wages paid late {value:.0f} time{s} in the last 180 days",
+    "wage_days_since_record": "no payroll record for {value:.0f} day{s}",
     "headcount_change_3m": "headcount changed {pct:+.0f}% in three months",
     "social_insurance_unpaid_share_past_grace":
         f"{{pct:.0f}}% of the last period's social insurance still unpaid after the {GRACE_DAYS} days' grace",
-    "complaints_count_90d": "{value:.0f} complaint(s), petition(s) or hotline call(s) in 90 days",
-    "complaints_workers_max_90d": "up to {value:.0f} workers in one complaint in 90 days",
-    "findings_wage_arrears_180d": "wage arrears found {value:.0f} time(s) in 180 days",
-    "findings_social_insurance_180d": "social insurance arrears found {value:.0f} time(s) in 180 days",
+    "complaints_count_90d": "{value:.0f} complaint{s}, petition{s} or hotline call{s} in 90 days",
+    "complaints_workers_max_90d": "up to {value:.0f} worker{s} in one complaint in 90 days",
+    "findings_wage_arrears_180d": "wage arrears found {value:.0f} time{s} in 180 days",
+    "findings_social_insurance_180d": "social insurance arrears found {value:.0f} time{s} in 180 days",
     "findings_owner_absent_90d": "the employer was reported absent",
     "findings_equipment_removal_90d": "equipment reported being moved out",
-    "findings_rent_arrears_90d": "rent arrears reported {value:.0f} time(s) in 90 days",
+    "findings_rent_arrears_90d": "rent arrears reported {value:.0f} time{s} in 90 days",
     "calendar_shutdown": "during the Spring Festival shutdown",
-    "calendar_days_to_festival": "{value:.0f} days before the Spring Festival",
+    "calendar_days_to_festival": "{value:.0f} day{s} before the Spring Festival",
     "electricity_metered": "electricity metered",
     "water_metered": "water metered",
     "wage_reported": "payroll reported",
@@ -286,6 +286,12 @@ def within_grace(name: str, value: float) -> bool:
     return name == "wage_days_late_max_180d" and 0 < value <= GRACE_DAYS
 
 
+def plural(value: float) -> str:
+    """The ``{s}`` of a reason's text: "" when ``value`` reads as 1 ("1 day"), else "s"."""
+    return "" if round(value) == 1 else "s"
+
+
 def describe(name: str, value: float) -> str:
-    text = FEATURE_TEXT[name].format(value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100)
+    text = FEATURE_TEXT[name].format(value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100,
+                                     s=plural(value))
     return f"{text} (within the {GRACE_DAYS} days' grace)" if within_grace(name, value) else text

@@ -93,6 +93,15 @@ def test_every_feature_has_chinese_and_reasons_render_from_code_and_value():
     assert describe("wage_days_late_max_180d", 6.0) == "wages paid up to 6 days late in the last 180 days"
     assert reason_text("zh", {"code": "wage_days_late_max_180d", "value": 2.0}) == "近180天工资最多迟发2天（在5天宽限期内）"
     assert reason_text("zh", {"code": "wage_days_late_max_180d", "value": 6.0}) == "近180天工资最多迟发6天"
+    # Counts read as English does: one day, two days.
+    assert describe("electricity_days_since_reading", 1.0) == "electricity reading overdue by 1 day"
+    assert describe("complaints_count_90d", 1.0) == "1 complaint, petition or hotline call in 90 days"
+    assert describe("complaints_count_90d", 3.0) == "3 complaints, petitions or hotline calls in 90 days"
+    assert describe("wage_arrears_months", 2.0) == "2 pay periods in arrears"
+    rules = {rule.code: rule for rule in load_configs(CONFIG_DIR).rules.rules}
+    assert rules["findings_wage_arrears"].render(1.0) == "wage arrears found by inspection or complaint (1 time in 180 days)"
+    assert rules["complaints"].render(2.0) == "2 complaints, petitions or hotline calls in the last 90 days"
+    assert reason_text("zh", {"code": "complaints_count_90d", "value": 1.0}) == "90天内投诉、信访或热线1次"
 
 
 def _utility(day: date, meter: str, value: float) -> dict:
