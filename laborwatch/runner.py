@@ -177,6 +177,8 @@ def _add_demo_feed(app, runtime, settings: Settings, echo: Callable[[str], None]
         days=settings.demo_history_days
     )
 
+    from faust.exceptions import NotReady, ProducerSendError
+
     @app.task
     async def feed_demo() -> None:
         sent = 0
@@ -190,8 +192,15 @@ def _add_demo_feed(app, runtime, settings: Settings, echo: Callable[[str], None]
                 due = live_clock[0] + (arrival - live_clock[1]).total_seconds() / 86400 * settings.demo_day_seconds
                 if due > time.monotonic():
                     await asyncio.sleep(due - time.monotonic())
+            if app.should_stop:
+                return  # Ctrl-C: the app stops its producer before it cancels this task
             line = json.dumps(signal, ensure_ascii=False).encode()
-            await signals_topic.send(key=signal["enterprise_id"].encode(), value=line)
+            try:
+                await signals_topic.send(key=signal["enterprise_id"].encode(), value=line)
+            except (NotReady, ProducerSendError):
+                if app.should_stop:
+                    return  # a send under way when the producer stopped: the demo ends, nothing lost
+                raise
             sent += 1
             if sent % 1000 == 0:
                 await asyncio.sleep(0)  # let the agents run while history pours in

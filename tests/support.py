@@ -76,11 +76,12 @@ class RunningPipeline:
     def __post_init__(self) -> None:
         self.log_path = self.home / "run-output.log"
 
-    def start(self, *args: str) -> "RunningPipeline":
+    def start(self, *args: str, simulate: bool = False) -> "RunningPipeline":
+        """Start it, with no feed of its own unless ``simulate`` (the demo of `make run`)."""
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "laborwatch", "run", "--no-simulate", *args],
+            [sys.executable, "-m", "laborwatch", "run", "--simulate" if simulate else "--no-simulate", *args],
             env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )
         run_json = self.home / "run.json"

@@ -143,6 +143,20 @@ def test_one_home_one_run_and_no_orphan_broker_after_a_crash(env, tmp_path):
     wait_until(lambda: not _running(broker_pid), timeout=10, what="the broker to die with its run")
 
 
+def test_ctrl_c_while_the_demo_history_pours_in_stops_cleanly(env, tmp_path):
+    """`make run`'s demo sends its history at full speed; Ctrl-C then stops everything with exit
+    code 0 and no traceback. Faust stops its producer before it cancels the feed task, and the
+    send under way used to crash the worker (exit 1, NotReady or ProducerClosed)."""
+    env = dict(env, LABORWATCH_DEMO_FIRMS="20", LABORWATCH_DEMO_HISTORY_DAYS="1460")
+    run = RunningPipeline(tmp_path / "home", env, env["LABORWATCH_DATABASE_URL"]).start(simulate=True)
+    try:
+        wait_until(lambda: "signals accepted" in run.output(), timeout=90, what="the demo feed to get going")
+    finally:
+        code = run.stop()
+    assert "now live" not in run.output(), "stopped too late to test the history's full speed"
+    assert code == 0 and "Traceback" not in run.output(), run.output()[-3000:]
+
+
 def _running(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
