@@ -127,7 +127,7 @@ def ingest(
     topic = settings.topic("signals")
     ensure_topics(bootstrap, {topic: settings.partitions})
     try:
-        count = publish_file(bootstrap, topic, path)
+        count = publish_file(bootstrap, topic, path, timeout=settings.ingest_timeout_seconds)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     typer.echo(f"published {count} signals to {topic}")

@@ -52,8 +52,10 @@ def key_of(line: bytes) -> bytes | None:
     return eid.encode() if isinstance(eid, str) else None
 
 
-def publish_file(bootstrap: str, topic: str, path: Path) -> int:
-    """Publish every line of ``path``; returns how many were acknowledged by the broker."""
+def publish_file(bootstrap: str, topic: str, path: Path, timeout: float = 30.0) -> int:
+    """Publish every line of ``path``; returns how many were acknowledged by the broker. A broker
+    that goes away on the way is a ``BrokerError`` saying how many lines it had acknowledged,
+    about ``timeout`` seconds later."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -67,17 +69,49 @@ def publish_file(bootstrap: str, topic: str, path: Path) -> int:
             # One request in flight keeps file order within a partition even across retries.
             max_in_flight_requests_per_connection=1,
             request_timeout_ms=15000,
+            # A record not acknowledged in time fails instead of waiting for a broker that is gone
+            # (kafka-python's default is two minutes, and a full buffer blocks a send for one).
+            delivery_timeout_ms=max(int(timeout * 1000), 15005),  # at least linger + request timeout
+            max_block_ms=int(timeout * 1000),
         )
     except KafkaError as exc:
         raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from None
+    futures: list = []
     try:
-        futures = [producer.send(topic, key=key_of(line), value=line) for line in lines]
-        producer.flush(timeout=60)
+        try:
+            for line in lines:
+                futures.append(producer.send(topic, key=key_of(line), value=line))
+            producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            raise BrokerError(_not_all(f"the broker at {bootstrap} stopped answering ({_name(exc)})",
+                                       futures, len(lines))) from None
         for number, future in enumerate(futures, 1):
             try:
-                future.get(timeout=30)
+                future.get(timeout=timeout)
             except KafkaError as exc:
-                raise BrokerError(f"line {number} was not published: {exc}") from None
+                raise BrokerError(_not_all(f"line {number} was not published ({_name(exc)})", futures,
+                                           len(lines))) from None
     finally:
-        producer.close(timeout=5)
+        try:
+            producer.close(timeout=5)
+        except KafkaError:
+            # The broker is gone with records still pending: let the sender go, so that nothing
+            # tries again at exit; what was not acknowledged is in the error above.
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+            producer._closed = True
     return len(lines)
+
+
+def _name(exc: Exception) -> str:
+    """The error's class and text, once ("KafkaTimeoutError: Timeout waiting for future")."""
+    text = str(exc)
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _not_all(what: str, futures: list, total: int) -> str:
+    acknowledged = sum(1 for f in futures if f.is_done and f.succeeded())
+    return (f"{what}: {acknowledged:,} of {total:,} lines were acknowledged. Publish the file again once "
+            "the broker is back: the lines the pipeline already has are rejected as duplicates, none is "
+            "counted twice.")

@@ -344,3 +344,36 @@ def test_port_race_retry(tmp_path, monkeypatch):
             assert discover_broker(tmp_path / "b") == b.bootstrap
         log_text = (tmp_path / "b" / "broker.log").read_text()
         assert "attempt 1" in log_text and "attempt 2" in log_text
+
+
+@pytest.mark.broker
+def test_ingest_says_what_was_acknowledged_when_the_broker_goes_away(tmp_path):
+    """The broker stops while `ingest` publishes a file: within about its timeout, `ingest` ends
+    with one line saying how many lines the broker acknowledged, and no traceback."""
+    import subprocess
+    import sys
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from models.simulate import simulate_world
+    from tests.support import wait_until
+
+    world = simulate_world(tmp_path / "world", firms=150, months=12, seed=5)
+    b = EmbeddedBroker(tmp_path / "home").start()
+    env = dict(_child_env(), LABORWATCH_HOME=str(tmp_path / "home"), LABORWATCH_BROKER=b.url,
+               LABORWATCH_INGEST_TIMEOUT_SECONDS="3")
+    ingest = subprocess.Popen([sys.executable, "-m", "laborwatch", "ingest", str(tmp_path / "world" / "signals.jsonl")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=b.bootstrap)
+        partitions = [TopicPartition("laborwatch.signals", p) for p in range(4)]
+        wait_until(lambda: sum(consumer.end_offsets(partitions).values()) > 0 if consumer.partitions_for_topic(
+            "laborwatch.signals") else False, timeout=60, what="ingest to get going")
+        consumer.close()
+    finally:
+        b.stop()
+    out, err = ingest.communicate(timeout=60)
+    assert ingest.returncode == 1, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("laborwatch: error: ") and f" of {world.signals:,} lines were acknowledged" in lines[0]
