@@ -316,8 +316,11 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         ]
         for event in events:
             processed_offsets[event.message.tp] = event.message.offset
+        fresh_coords = None if fresh is events else {
+            (e.message.topic, e.message.partition, e.message.offset) for e in fresh}
         outcome: Outcome = runtime.pipeline.process(
-            envelopes, registry=runtime.registry, load_record=load_record, seen=runtime.seen
+            envelopes, registry=runtime.registry, load_record=load_record, seen=runtime.seen,
+            observe=None if fresh_coords is None else (lambda env: env.coords in fresh_coords),
         )
         shadows = list(runtime.pipeline.shadows)  # the ones that scored this batch, whatever comes meanwhile
         started = _lap(stage_seconds["pipeline"], started)
@@ -345,7 +348,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         # heartbeats go on from Faust's consumer thread (the drivers release the GIL meanwhile).
         repo.record_batch(runtime.db, outcome.accepted, outcome.dead_letters, raw)
         started = _lap(stage_seconds["store"], started)
-        counted = _Counted(outcome, fresh if fresh is not events else None)
+        counted = _Counted(outcome, fresh_coords)
         runtime.metrics.count_outcome(counted.outcome)
         runtime.metrics.count_decisions("promoted", counted.alerts(outcome.alerts))
         for shadow in shadows:  # what a candidate would have sent: counted, never sent
@@ -497,14 +500,14 @@ def model_info(pipeline: Pipeline) -> dict[str, str]:
 
 class _Counted:
     """What of a batch's outcome the counters count: all of it, or after a failed attempt only
-    what the ``fresh`` events brought. A redone batch decides again on every signal since the
-    checkpoint, and those before ``fresh`` were counted when their own batch went through."""
+    what the fresh events (their ``coords``) brought. A redone batch decides again on every
+    signal since the checkpoint, and the earlier ones were counted when their own batch went
+    through."""
 
-    def __init__(self, outcome: Outcome, fresh: list[EventT] | None) -> None:
-        if fresh is None:
+    def __init__(self, outcome: Outcome, coords: set[tuple[str, int, int]] | None) -> None:
+        if coords is None:
             self.outcome, self._signals = outcome, None
             return
-        coords = {(e.message.topic, e.message.partition, e.message.offset) for e in fresh}
         accepted = [a for a in outcome.accepted if a.envelope.coords in coords]
         letters = [d for d in outcome.dead_letters if (d["topic"], d["partition"], d["offset"]) in coords]
         self.outcome = Outcome(dead_letters=letters, accepted=accepted)

@@ -107,7 +107,8 @@ def publish_file(bootstrap: str, topic: str, path: Path, timeout: float = 30.0) 
 def _name(exc: Exception) -> str:
     """The error's class and text, once ("KafkaTimeoutError: Timeout waiting for future")."""
     text = str(exc)
-    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
 
 
 def _not_all(what: str, futures: list, total: int) -> str:

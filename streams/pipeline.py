@@ -193,7 +193,11 @@ class Pipeline:
         load_record: Callable[[str], EnterpriseRecord | None],
         seen: SeenSignals,
         now: datetime | None = None,
+        observe: Callable[[Envelope], bool] | None = None,
     ) -> Outcome:
+        """One batch. ``on_scored`` sees the rows of the envelopes ``observe`` keeps (default:
+        all): a batch redone after a failure scores the signals of earlier batches again, which
+        the metrics saw when their own batch went through."""
         out = Outcome()
         now = now or datetime.now(timezone.utc)
         candidates: list[tuple[Envelope, dict]] = []
@@ -243,8 +247,11 @@ class Pipeline:
             rows = [feats for *_, feats in pending]
             scores = self.scorer.score(rows)
             if self.on_scored is not None:
-                self.on_scored(rows, [s.score for s in scores], time.perf_counter() - started,
-                               [local_day(observed) for _, _, _, observed, _ in pending])
+                seconds = time.perf_counter() - started
+                kept = [i for i, (_, _, env, _, _) in enumerate(pending) if observe is None or observe(env)]
+                if kept:
+                    self.on_scored([rows[i] for i in kept], [scores[i].score for i in kept], seconds,
+                                   [local_day(pending[i][3]) for i in kept])
             for (record, signal, env, _, _), scored in zip(pending, scores):
                 self._decide(record.alerts, signal, scored, registry, out.alerts, env.received_at,
                              self.scorer.version, self.thresholds)

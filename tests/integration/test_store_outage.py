@@ -85,6 +85,8 @@ def test_a_database_outage_mid_stream_loses_and_doubles_nothing(tmp_path, shared
             signals = {name: metric_sums(run, f"laborwatch_signals_{name}_total").get((), 0.0)
                        for name in ("accepted", "rejected")}
             assert signals == {"accepted": expected["accepted"], "rejected": len(expected["rejected"])}
+            scored = metric_sums(run, "laborwatch_score_count").get((), 0.0)  # one score per accepted signal
+            assert scored == expected["accepted"]
             assert metric_sums(run, "laborwatch_alert_decisions_total", "role") == {
                 ("promoted",): len(want), ("shadow",): len(want)}
             assert run.proc.poll() is None, "the worker must wait the outage out, not stop"

@@ -87,9 +87,9 @@ class Harness:
         return Envelope(raw=raw, topic=self.topic, partition=partition,
                         offset=next(self.offsets) if offset is None else offset, received_at=NOW)
 
-    def process(self, envelopes: list[Envelope], *, commit: bool = True) -> Outcome:
+    def process(self, envelopes: list[Envelope], *, commit: bool = True, observe=None) -> Outcome:
         outcome = self.pipeline.process(
-            envelopes, registry=REGISTRY, load_record=self.records.get, seen=self.seen, now=NOW
+            envelopes, registry=REGISTRY, load_record=self.records.get, seen=self.seen, now=NOW, observe=observe
         )
         if commit:
             self.commit(outcome)
@@ -466,3 +466,16 @@ def test_another_shadow_begins_afresh_and_a_stopped_one_is_forgotten():
     h.process([h.envelope(unpaid_wage("2025-01", "2025-02-07", "2025-02-16"))])
     assert h.records[EID].shadow_alerts == {}
     assert "shadow_alerts" not in h.records[EID].to_dict()
+
+
+def test_the_metrics_see_only_the_rows_a_redone_batch_brings_anew():
+    """``observe`` keeps the rows of a batch redone after a failure that the metrics saw before."""
+    seen: list[int] = []
+    h = Harness()
+    h.pipeline.on_scored = lambda rows, scores, seconds, days: seen.append(len(rows))
+    first = [h.envelope(unpaid_wage("2025-01", "2025-02-07", "2025-02-14"))]
+    again = [h.envelope(unpaid_wage("2025-02", "2025-03-07", "2025-03-14"))]
+    h.process(first, commit=False)
+    h.process(first + again, observe=lambda env: env.coords in {again[0].coords})
+    h.process([h.envelope(unpaid_wage("2025-03", "2025-04-07", "2025-04-14"))], observe=lambda env: False)
+    assert seen == [1, 1], "the redone batch's earlier row is not seen again; a batch with none new is not seen"
