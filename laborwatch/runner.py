@@ -199,7 +199,7 @@ def _add_demo_feed(app, runtime, settings: Settings, echo: Callable[[str], None]
                 await signals_topic.send(key=signal["enterprise_id"].encode(), value=line)
             except (NotReady, ProducerSendError):
                 if app.should_stop:
-                    return  # a send under way when the producer stopped: the demo ends, nothing lost
+                    return  # a send under way when the producer stopped: the demo ends with the run
                 raise
             sent += 1
             if sent % 1000 == 0:
