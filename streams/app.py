@@ -73,7 +73,8 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings, configs: Configs, db: Database, scorer: Scorer | None = None) -> "Runtime":
         metrics = Metrics()
-        pipeline = Pipeline(configs, scorer or _startup_scorer(settings, configs), on_scored=metrics.observe_scoring)
+        # Its scoring calls reach the metrics through the signal agent, once their batch is stored.
+        pipeline = Pipeline(configs, scorer or _startup_scorer(settings, configs))
         metrics.model.info(model_info(pipeline))
         return cls(
             settings=settings,
@@ -297,6 +298,10 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
                 raise
 
     stage_seconds = {stage: runtime.metrics.stage_seconds.labels(stage) for stage in STREAM_STAGES}
+    # The batch's scoring calls (rows, scores, seconds, days), observed by the metrics only once
+    # the batch has gone through: an attempt that fails on the store is redone, and scores again.
+    scored_calls: list[tuple] = []
+    runtime.pipeline.on_scored = lambda *call: scored_calls.append(call)
 
     async def _process_batch(events: list[EventT], fresh: list[EventT]) -> None:
         """Process ``events``; ``fresh`` are those of them never processed before (all but
@@ -318,6 +323,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             processed_offsets[event.message.tp] = event.message.offset
         fresh_coords = None if fresh is events else {
             (e.message.topic, e.message.partition, e.message.offset) for e in fresh}
+        scored_calls.clear()  # a failed attempt's
         outcome: Outcome = runtime.pipeline.process(
             envelopes, registry=runtime.registry, load_record=load_record, seen=runtime.seen,
             observe=None if fresh_coords is None else (lambda env: env.coords in fresh_coords),
@@ -350,6 +356,9 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         started = _lap(stage_seconds["store"], started)
         counted = _Counted(outcome, fresh_coords)
         runtime.metrics.count_outcome(counted.outcome)
+        for call in scored_calls:
+            runtime.metrics.observe_scoring(*call)
+        scored_calls.clear()
         runtime.metrics.count_decisions("promoted", counted.alerts(outcome.alerts))
         for shadow in shadows:  # what a candidate would have sent: counted, never sent
             runtime.metrics.count_decisions("shadow", counted.alerts(shadow.alerts))
