@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         2.0, ge=0, description="How often `run` prints the store's counts (signals accepted and rejected, alerts "
         "by level) when they changed; each print counts whole tables, so a worker on a large store wants it "
         "rarer; 0: never.")
+    stop_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long `run` may take to stop after Ctrl-C or SIGTERM before it exits without a "
+        "clean stop (a broker that is gone never answers the last sends and commits).")
     ingest_timeout_seconds: float = Field(
         30.0, gt=0, description="How long `ingest` waits for the broker to acknowledge its lines before it gives "
         "up, saying how many were acknowledged.")

@@ -7,6 +7,9 @@ import fcntl
 import json
 import logging
 import os
+import signal
+import sys
+import threading
 import time
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
@@ -84,7 +87,11 @@ def run(settings: Settings, *, simulate: bool, echo: Callable[[str], None]) -> N
         echo(f"laborwatch: metrics on {state['metrics_url']}")
         echo(f"laborwatch: inspectors' workbench on {web_url} (accounts: laborwatch users add)")
         echo("laborwatch: running; Ctrl-C stops it")
-        _run_worker(app, settings)
+        deadline = _StopDeadline(settings.stop_timeout_seconds, cleanups=[
+            *([broker.stop] if owned else []), lambda: run_json.unlink(missing_ok=True)])
+        if owned:
+            _watch_broker(broker, deadline, stack)
+        _run_worker(app, settings, deadline)
         failure = getattr(app, "laborwatch_failure", None)
         if failure is not None:
             raise RunError(f"the stream worker stopped on an unexpected error: {failure!r} (see the log above)")
@@ -144,12 +151,71 @@ def _serve_web(runtime, settings: Settings, configs, db: Database, bootstrap: st
     return f"http://{shown}:{port}/"
 
 
-def _run_worker(app, settings: Settings) -> None:
+class _StopDeadline:
+    """Ends the process when a stop takes longer than ``seconds``. Faust's stop waits for the last
+    sends and commits, which a broker that is gone never answers: measured, `run` was still up
+    three minutes after a Ctrl-C, a second one and a SIGTERM, once its embedded broker had died.
+    The forced exit is a crash as far as the data goes (a restart replays what was not
+    committed), after the clean-ups that cannot hang."""
+
+    def __init__(self, seconds: float, cleanups: list[Callable[[], object]]) -> None:
+        self.seconds = seconds
+        self.cleanups = cleanups
+        self._started = threading.Lock()
+
+    def start(self, why: str, seconds: float | None = None) -> None:
+        """From now on, at most ``seconds`` (default: the setting's) until the process ends;
+        only the first call counts."""
+        if self._started.acquire(blocking=False):
+            threading.Thread(target=self._expire, args=(why, self.seconds if seconds is None else seconds),
+                             name="stop-deadline", daemon=True).start()
+
+    def _expire(self, why: str, seconds: float) -> None:
+        time.sleep(seconds)
+        sys.stderr.write(f"laborwatch: error: {why}, and the worker did not stop within {seconds:g} s: exiting "
+                         "without a clean stop (a restart replays what was not committed)\n")
+        sys.stderr.flush()
+        for cleanup in self.cleanups:
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        os._exit(1)
+
+
+def _watch_broker(broker: EmbeddedBroker, deadline: _StopDeadline, stack: ExitStack) -> None:
+    """Stop `run` when its embedded broker dies under it: the topics lived in that process's
+    memory, so nothing can go on, and Faust would retry the dead address for ever."""
+    done = threading.Event()
+    stack.callback(done.set)  # the run ends: stop watching before the broker is stopped
+
+    def watch() -> None:
+        while not done.wait(1.0):
+            if not broker.is_running():
+                if done.is_set():
+                    return
+                sys.stderr.write(f"laborwatch: error: the embedded broker (pid {broker.pid}) exited under the run; "
+                                 "its topics were in its memory, so the stream cannot go on: start `laborwatch run` "
+                                 "again\n")
+                sys.stderr.flush()
+                deadline.start("the embedded broker is gone", seconds=min(deadline.seconds, 5.0))
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="broker-watch", daemon=True).start()
+
+
+def _run_worker(app, settings: Settings, deadline: _StopDeadline) -> None:
     import faust
+
+    class Worker(faust.Worker):
+        def _schedule_shutdown(self, signum) -> None:  # mode's Worker: every SIGINT and SIGTERM
+            deadline.start(f"stopping on {signal.Signals(signum).name}")
+            super()._schedule_shutdown(signum)
 
     # Faust's own INFO log is a firehose; ours goes through `echo`. Its stdout redirection would
     # wrap our console lines in log records, so it is off.
-    worker = faust.Worker(
+    worker = Worker(
         app,
         loglevel="WARNING" if settings.log_level == "info" else settings.log_level.upper(),
         quiet=True,

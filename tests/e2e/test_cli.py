@@ -3,7 +3,9 @@ exit, never a traceback; the registry import reports what it did line by line.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -155,6 +157,44 @@ def test_ctrl_c_while_the_demo_history_pours_in_stops_cleanly(env, tmp_path):
         code = run.stop()
     assert "now live" not in run.output(), "stopped too late to test the history's full speed"
     assert code == 0 and "Traceback" not in run.output(), run.output()[-3000:]
+
+
+def test_run_stops_with_a_clear_error_when_its_embedded_broker_dies(env, tmp_path):
+    """The embedded broker's topics live in its memory: when it dies under `run`, the run ends
+    (exit 1) with one line that says so, instead of retrying the dead address for ever and then
+    hanging on Ctrl-C."""
+    run = RunningPipeline(tmp_path / "home", env, env["LABORWATCH_DATABASE_URL"]).start()
+    try:
+        broker_pid = json.loads((tmp_path / "home" / "broker.json").read_text())["pid"]
+        os.kill(broker_pid, signal.SIGKILL)
+        wait_until(lambda: run.proc.poll() is not None, timeout=30, what="run to end after its broker")
+    finally:
+        run.kill()
+    assert run.proc.returncode == 1
+    assert f"laborwatch: error: the embedded broker (pid {broker_pid}) exited under the run" in run.output()
+    assert not (tmp_path / "home" / "run.json").exists()
+
+
+def test_ctrl_c_ends_run_within_its_stop_timeout_when_the_broker_is_gone(env, tmp_path):
+    """Faust's stop waits for sends and commits that a broker gone away never answers: after
+    LABORWATCH_STOP_TIMEOUT_SECONDS the run exits anyway (1), saying why."""
+    from streams.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(tmp_path / "external").start()  # "external": not the run's own
+    env = dict(env, LABORWATCH_BROKER=broker.url, LABORWATCH_BROKER_FLAVOR="tansu", LABORWATCH_STOP_TIMEOUT_SECONDS="3")
+    run = RunningPipeline(tmp_path / "home", env, env["LABORWATCH_DATABASE_URL"]).start()
+    try:
+        cli(["enterprises", "import", str(SAMPLES / "enterprises.csv")], env)
+        cli(["ingest", str(SAMPLES / "signals.jsonl")], env)
+        wait_until(lambda: "signals accepted" in run.output(), timeout=60, what="the worker to get going")
+        broker.stop()
+        run.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: run.proc.poll() is not None, timeout=30, what="run to end after Ctrl-C")
+    finally:
+        run.kill()
+        broker.stop()
+    assert run.proc.returncode == 1, run.output()[-3000:]
+    assert "stopping on SIGINT, and the worker did not stop within 3 s: exiting without a clean stop" in run.output()
 
 
 def _running(pid: int) -> bool:
