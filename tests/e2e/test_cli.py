@@ -178,14 +178,16 @@ def test_run_stops_with_a_clear_error_when_its_embedded_broker_dies(env, tmp_pat
 def test_ctrl_c_ends_run_within_its_stop_timeout_when_the_broker_is_gone(env, tmp_path):
     """Faust's stop waits for sends and commits that a broker gone away never answers: after
     LABORWATCH_STOP_TIMEOUT_SECONDS the run exits anyway (1), saying why."""
+    from models.simulate import simulate_world
     from streams.broker import EmbeddedBroker
 
+    simulate_world(tmp_path / "world", firms=8, months=2, seed=3)
     broker = EmbeddedBroker(tmp_path / "external").start()  # "external": not the run's own
     env = dict(env, LABORWATCH_BROKER=broker.url, LABORWATCH_BROKER_FLAVOR="tansu", LABORWATCH_STOP_TIMEOUT_SECONDS="3")
     run = RunningPipeline(tmp_path / "home", env, env["LABORWATCH_DATABASE_URL"]).start()
     try:
-        cli(["enterprises", "import", str(SAMPLES / "enterprises.csv")], env)
-        cli(["ingest", str(SAMPLES / "signals.jsonl")], env)
+        cli(["enterprises", "import", str(tmp_path / "world" / "enterprises.csv")], env)
+        cli(["ingest", str(tmp_path / "world" / "signals.jsonl")], env)
         wait_until(lambda: "signals accepted" in run.output(), timeout=60, what="the worker to get going")
         broker.stop()
         run.proc.send_signal(signal.SIGINT)
