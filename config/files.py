@@ -112,14 +112,10 @@ class Rule(_Strict):
         return self
 
     def render(self, value: float) -> str:
-        """The reason in words: ``pct`` is the value in percent, ``drop`` how far a ratio fell
-        below 1 in percent, ``neg`` a negative change in percent, ``s`` a plural's "s" ("" when
-        the value reads as 1)."""
-        from models.features import plural
+        """The reason in words, with the placeholders of ``models.features.text_fields``."""
+        from models.features import text_fields
 
-        return self.text.format(
-            value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100, s=plural(value)
-        )
+        return self.text.format(**text_fields(value))
 
     def fires(self, value: float) -> bool:
         if self.above is not None:

@@ -286,12 +286,15 @@ def within_grace(name: str, value: float) -> bool:
     return name == "wage_days_late_max_180d" and 0 < value <= GRACE_DAYS
 
 
-def plural(value: float) -> str:
-    """The ``{s}`` of a reason's text: "" when ``value`` reads as 1 ("1 day"), else "s"."""
-    return "" if round(value) == 1 else "s"
+def text_fields(value: float) -> dict[str, float | str]:
+    """The placeholders of a reason's text (``FEATURE_TEXT``, the Chinese ones, the rules' in
+    config/rules.yaml): ``value``; ``pct`` it in percent; ``drop`` how far a ratio fell below 1,
+    in percent; ``neg`` a fall as a positive percent; ``s`` a plural's "s", "" when the value
+    reads as 1 ("1 day")."""
+    return {"value": value, "pct": value * 100, "drop": (1 - value) * 100, "neg": -value * 100,
+            "s": "" if round(value) == 1 else "s"}
 
 
 def describe(name: str, value: float) -> str:
-    text = FEATURE_TEXT[name].format(value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100,
-                                     s=plural(value))
+    text = FEATURE_TEXT[name].format(**text_fields(value))
     return f"{text} (within the {GRACE_DAYS} days' grace)" if within_grace(name, value) else text

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from models.calendar import CHINA_TZ
-from models.features import GRACE_DAYS, within_grace
+from models.features import GRACE_DAYS, text_fields, within_grace
 
 LANGS = ("zh", "en")
 DEFAULT_LANG = "zh"
@@ -312,7 +312,7 @@ def reason_text(lang: str, reason: dict, rule_features: dict[str, str] | None = 
     if feature not in FEATURE_TEXT_ZH or not isinstance(value, (int, float)):
         return written
     value = float(value)
-    text = FEATURE_TEXT_ZH[feature].format(value=value, pct=value * 100, drop=(1 - value) * 100, neg=-value * 100)
+    text = FEATURE_TEXT_ZH[feature].format(**text_fields(value))
     return f"{text}（在{GRACE_DAYS}天宽限期内）" if within_grace(feature, value) else text
 
 
