@@ -29,11 +29,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from alerts.routing import Router
 from alerts.store import repo
 from alerts.store.db import Database
-from config.files import Configs
+from config.files import Configs, Thresholds
 from config.settings import Settings
 from models.registry import ModelLoadError, scorer_for
 from models.scoring import RulesScorer, Scorer
-from streams.metrics import STREAM_STAGES, Metrics
+from streams.metrics import NO_SHADOW, STREAM_STAGES, Metrics
 from streams.pipeline import EnterpriseRecord, Envelope, Outcome, Pipeline
 from streams.validation import parse_timestamp
 
@@ -473,7 +473,7 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
         if version is None:
             if pipeline.shadows:
                 pipeline.shadows.clear()
-                runtime.metrics.shadow_model.info({"version": "", "blue": "", "yellow": ""})
+                runtime.metrics.shadow_model.info(NO_SHADOW)
                 log.info("shadow scoring stopped")
                 say("laborwatch: shadow scoring stopped")
             return
@@ -489,10 +489,9 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
             return
         pipeline.shadows.clear()  # between batches, as a promotion
         shadow = pipeline.shadow(scorer)
-        t = shadow.thresholds
-        runtime.metrics.shadow_model.info({"version": version, "blue": f"{t.blue:g}", "yellow": f"{t.yellow:g}"})
+        runtime.metrics.shadow_model.info(levels_info(version, shadow.thresholds))
         log.info("now scoring with model %s in shadow", version)
-        say(f"laborwatch: shadow scoring with model {version} (yellow {t.yellow:g}): "
+        say(f"laborwatch: shadow scoring with model {version} (yellow {shadow.thresholds.yellow:g}): "
             "its alerts are counted, not sent")
 
     app.laborwatch = dict(signals=signals, deadletter=deadletter, alerts=alerts, queues=queues,
@@ -501,10 +500,15 @@ def build_app(runtime: Runtime, broker_url: str, *, embedded_broker: bool,
 
 
 def model_info(pipeline: Pipeline) -> dict[str, str]:
-    """The scorer's version and the blue and yellow its alerts are levelled by (its card's, or
-    config/levels.yaml's): laborwatch_model_info's labels."""
-    t = pipeline.thresholds
-    return {"version": pipeline.scorer.version, "blue": f"{t.blue:g}", "yellow": f"{t.yellow:g}"}
+    """laborwatch_model_info's labels: the scorer's version and the blue and yellow its alerts are
+    levelled by (its card's, or config/levels.yaml's)."""
+    return levels_info(pipeline.scorer.version, pipeline.thresholds)
+
+
+def levels_info(version: str, t: Thresholds) -> dict[str, str]:
+    """A scorer's version and its blue and yellow, as the labels of laborwatch_model_info and
+    laborwatch_shadow_model_info."""
+    return {"version": version, "blue": f"{t.blue:g}", "yellow": f"{t.yellow:g}"}
 
 
 class _Counted:

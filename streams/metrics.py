@@ -18,6 +18,8 @@ from streams.validation import REASONS
 
 SIGNAL_TYPES = ("wage", "utility", "inspection", "unknown")
 STREAM_STAGES = ("pipeline", "publish", "store", "checkpoint")
+# laborwatch_shadow_model_info's labels while no model scores in shadow.
+NO_SHADOW = {"version": "", "blue": "", "yellow": ""}
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
 
 
@@ -97,7 +99,7 @@ class Metrics:
             self.rejected.labels(reason)
         for stage in STREAM_STAGES:
             self.stage_seconds.labels(stage)
-        self.shadow_model.info({"version": "", "blue": "", "yellow": ""})
+        self.shadow_model.info(NO_SHADOW)
 
     def count_decisions(self, role: str, alerts) -> None:
         """The alert events one scorer decided in a batch (``role``: promoted or shadow)."""
